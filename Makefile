@@ -1,0 +1,33 @@
+# The two commands a newcomer needs are `make demo` and `make test`; both set up first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test lint demo clean models
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@echo "==> creating $(VENV) and installing edge-agent with its dev tools"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
+	@touch $(STAMP)
+
+test: setup
+	$(BIN)/ruff check edge_agent tests scripts
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check edge_agent tests scripts
+
+demo: setup
+	$(BIN)/edge-agent demo
+
+# Rebuilds models/ from the pinned upstream wheels (needs TensorFlow; not part of setup).
+models:
+	$(PYTHON) scripts/build_models.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,45 @@
+"""Boxes and labels drawn onto frames, for `analyze --annotate` and colour displays."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import cv2
+import numpy as np
+
+from edge_agent.pipeline import FaceResult
+
+# BGR colours per emotion, chosen to be told apart at a glance on a small screen.
+EMOTION_COLOURS: dict[str | None, tuple[int, int, int]] = {
+    "angry": (40, 40, 230), "disgust": (40, 140, 40), "fear": (160, 60, 160),
+    "happy": (40, 200, 250), "sad": (200, 120, 40), "surprise": (240, 160, 240),
+    "neutral": (200, 200, 200), None: (160, 160, 160),
+}
+
+
+def label(face: FaceResult) -> str:
+    parts = [f"#{face.track}"]
+    if face.emotion:
+        parts.append(face.emotion)
+    if face.age is not None:
+        parts.append(f"{face.age:.0f}")
+    if face.gender:
+        parts.append(face.gender[0].upper())
+    return " ".join(parts)
+
+
+def draw_faces(image: np.ndarray, faces: Iterable[FaceResult]) -> np.ndarray:
+    """Draw in place on a BGR image and return it."""
+    scale = max(0.4, min(image.shape[:2]) / 720)
+    thickness = max(1, round(2 * scale))
+    for face in faces:
+        x, y, w, h = (round(v) for v in face.box)
+        colour = EMOTION_COLOURS.get(face.emotion, EMOTION_COLOURS[None])
+        cv2.rectangle(image, (x, y), (x + w, y + h), colour, thickness)
+        text = label(face)
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, thickness)
+        top = max(0, y - th - base - 4)
+        cv2.rectangle(image, (x, top), (x + tw + 4, top + th + base + 4), colour, -1)
+        cv2.putText(image, text, (x + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale,
+                    (0, 0, 0), thickness, cv2.LINE_AA)
+    return image

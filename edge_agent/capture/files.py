@@ -1,0 +1,137 @@
+"""Images, videos and folders of images as frame sources.
+
+These are what `analyze` reads and what the demo and tests replay; they take their
+timestamps from the file (frame index over the stream's frame rate), so replay speed never
+changes the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_agent.capture import Frame
+from edge_agent.errors import BadMediaError, InputError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+FOLDER_FPS = 1.0  # a folder of stills is read as one photo a second
+DEFAULT_VIDEO_FPS = 30.0
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory")
+    try:
+        size = path.stat().st_size
+        with path.open("rb"):
+            pass
+    except OSError as error:
+        raise InputError(f"{path}: cannot read ({error.strerror})") from None
+    if size == 0:
+        raise BadMediaError(f"{path}: file is empty (0 bytes)")
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Any still OpenCV decodes, as 3-channel BGR (grey and alpha images are converted)."""
+    _check_file(path)
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if image is None:
+        raise BadMediaError(f"{path}: not a readable image (corrupt or not an image file)")
+    return image
+
+
+class ImageSource:
+    """One still image as a one-frame stream."""
+
+    fps: float | None = None
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._image = read_image(path)
+
+    def frames(self) -> Iterator[Frame]:
+        yield Frame(0, 0.0, self._image)
+
+    def close(self) -> None:
+        pass
+
+
+class FolderSource:
+    """The images of a folder in name order, one a second of source time."""
+
+    def __init__(self, path: Path, *, loop: bool = False) -> None:
+        self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+            raise BadMediaError(f"{path}: folder holds no images ({suffixes})")
+        self.fps: float | None = FOLDER_FPS
+        self.loop = loop
+
+    def frames(self) -> Iterator[Frame]:
+        index = 0
+        while True:
+            for file in self.files:
+                yield Frame(index, index / FOLDER_FPS, read_image(file))
+                index += 1
+            if not self.loop:
+                return
+
+    def close(self) -> None:
+        pass
+
+
+class VideoSource:
+    """A video file through OpenCV's FFmpeg backend; `loop` replays it with rising time."""
+
+    def __init__(self, path: Path, *, loop: bool = False) -> None:
+        _check_file(path)
+        self.path = path
+        self.loop = loop
+        self._capture = self._open()
+        fps = self._capture.get(cv2.CAP_PROP_FPS)
+        self.fps: float | None = fps if fps and 1.0 <= fps <= 1000.0 else DEFAULT_VIDEO_FPS
+        ok, first = self._capture.read()
+        if not ok or first is None:
+            self._capture.release()
+            raise BadMediaError(f"{self.path}: not a readable video (no frame could be decoded)")
+        self._first: np.ndarray | None = first
+
+    def _open(self) -> cv2.VideoCapture:
+        capture = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+        if not capture.isOpened():
+            raise BadMediaError(f"{self.path}: not a readable image or video")
+        return capture
+
+    def frames(self) -> Iterator[Frame]:
+        assert self.fps is not None
+        index = 0
+        while True:
+            if self._first is not None:
+                image, self._first = self._first, None
+            else:
+                ok, image = self._capture.read()
+                if not ok:
+                    if not self.loop or index == 0:
+                        return
+                    self._capture.release()
+                    self._capture = self._open()
+                    continue
+            yield Frame(index, index / self.fps, image)
+            index += 1
+
+    def close(self) -> None:
+        self._capture.release()
+
+
+def open_path(path: Path, *, loop: bool = False) -> ImageSource | FolderSource | VideoSource:
+    """The right source for a path: a folder, a still (by content), or a video."""
+    if path.is_dir():
+        return FolderSource(path, loop=loop)
+    _check_file(path)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageSource(path)
+    return VideoSource(path, loop=loop)

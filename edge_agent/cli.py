@@ -1,0 +1,115 @@
+"""`edge-agent`: one command line for the appliance, the owner and the developer.
+
+Each subcommand lives in its own module and is imported only when used, so `edge-agent
+watch` on a laptop never loads a model runtime. Every expected failure ends in one line on
+stderr and one of the exit codes below, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from edge_agent import __version__
+from edge_agent.errors import EX_SOFTWARE, EdgeAgentError
+
+EXIT_CODES = """exit codes:
+  0   success
+  1   `check` or `config check` found a problem
+  64  bad command line
+  65  input is not usable media (empty, corrupt, not an image or video)
+  66  input path missing or unreadable
+  69  a model file is missing or altered, or the requested accelerator is absent
+  70  internal error (a bug: please report it)
+  78  invalid configuration (the message names the key)
+  130 interrupted
+"""
+
+# subcommand -> module whose main(args) runs it
+COMMANDS = {
+    "analyze": "edge_agent.analyze",
+    "run": "edge_agent.service",
+    "bench": "edge_agent.bench",
+    "check": "edge_agent.doctor",
+    "config": "edge_agent.config_cli",
+    "watch": "edge_agent.watch",
+    "demo": "edge_agent.demo",
+}
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE",
+                        help="config file (default: /etc/edge-agent/config.toml if present)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge-agent", description="On-device face emotion, age and gender detection.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    analyze = commands.add_parser("analyze", help="faces, emotion, age and gender in a file",
+                                  epilog=EXIT_CODES,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    analyze.add_argument("path", metavar="PATH", help="an image, a video or a folder of images")
+    analyze.add_argument("--json", action="store_true", help="one JSON object per frame")
+    analyze.add_argument("--annotate", metavar="OUT",
+                         help="write the frames with boxes and labels (image or video)")
+    _add_config(analyze)
+
+    run = commands.add_parser("run", help="the daemon: camera to MQTT and display")
+    _add_config(run)
+
+    bench = commands.add_parser("bench", help="measure speed and memory on a file")
+    bench.add_argument("--source", metavar="FILE", help="video (default: the sample clip)")
+    bench.add_argument("--frames", type=int, metavar="N", help="stop after N frames")
+    bench.add_argument("--json", action="store_true", help="a JSON summary on the last line")
+    _add_config(bench)
+
+    check = commands.add_parser("check", help="test config, models, camera, broker, display")
+    _add_config(check)
+
+    config = commands.add_parser("config", help="validate or show the config file")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    config_check = config_commands.add_parser("check", help="validate a config file")
+    config_check.add_argument("file", metavar="FILE")
+    config_show = config_commands.add_parser("show", help="print the effective config")
+    _add_config(config_show)
+
+    watch = commands.add_parser("watch", help="live terminal dashboard over MQTT")
+    watch.add_argument("--device", metavar="ID", help="only this device (default: all)")
+    _add_config(watch)
+
+    demo = commands.add_parser("demo", help="the sample clip through the whole appliance")
+    demo.add_argument("--loop", action="store_true", help="keep replaying the clip")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        module = importlib.import_module(COMMANDS[args.command])
+        return int(module.main(args))
+    except EdgeAgentError as error:
+        print(f"edge-agent: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as error:  # the last line of defence: one line, and the code for a bug
+        logging.getLogger("edge_agent").debug("internal error", exc_info=True)
+        print(f"edge-agent: internal error: {error!r} (run with -v for details)",
+              file=sys.stderr)
+        return EX_SOFTWARE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

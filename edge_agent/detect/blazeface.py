@@ -1,0 +1,169 @@
+"""BlazeFace: anchors, box and keypoint decoding, and weighted NMS, as mediapipe does it.
+
+The model emits raw regressors for a fixed grid of anchors; mediapipe's graph does the
+rest in C++ calculators we do not have, so this module reproduces them (anchor layout,
+scale-128 decoding, sigmoid with clipping, score-weighted NMS) from their documented
+options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge_agent.detect import Detection
+from edge_agent.inference import TfliteModel
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorSpec:
+    input_size: int
+    strides: tuple[int, ...]
+    anchors_per_layer: int  # aspect ratio 1.0, plus one interpolated anchor when enabled
+    default_threshold: float
+
+
+# Options from mediapipe's face_detection_short_range_common / full_range_common pbtxt.
+SHORT_RANGE = AnchorSpec(input_size=128, strides=(8, 16, 16, 16), anchors_per_layer=2,
+                         default_threshold=0.5)
+FULL_RANGE = AnchorSpec(input_size=192, strides=(4,), anchors_per_layer=1,
+                        default_threshold=0.6)
+
+NMS_IOU = 0.3
+SCORE_CLIP = 100.0
+NUM_KEYPOINTS = 6
+
+
+def make_anchors(spec: AnchorSpec) -> np.ndarray:
+    """Anchor centres (N, 2), normalised; sizes are fixed at 1 so only centres matter.
+
+    Consecutive layers with the same stride share one grid, their anchors stacked per cell
+    (short range: 16x16x2 + 8x8x6 = 896).
+    """
+    centres: list[np.ndarray] = []
+    layer = 0
+    while layer < len(spec.strides):
+        stride = spec.strides[layer]
+        same = 0
+        while layer < len(spec.strides) and spec.strides[layer] == stride:
+            same += 1
+            layer += 1
+        cells = spec.input_size // stride
+        grid = (np.arange(cells, dtype=np.float32) + 0.5) / cells
+        ys, xs = np.meshgrid(grid, grid, indexing="ij")
+        per_cell = np.stack([xs.ravel(), ys.ravel()], axis=1)
+        centres.append(np.repeat(per_cell, same * spec.anchors_per_layer, axis=0))
+    return np.concatenate(centres).astype(np.float32)
+
+
+def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """IoU of one (x1, y1, x2, y2) box against many."""
+    x1 = np.maximum(box[0], others[:, 0])
+    y1 = np.maximum(box[1], others[:, 1])
+    x2 = np.minimum(box[2], others[:, 2])
+    y2 = np.minimum(box[3], others[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def weighted_nms(
+    corners: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU
+) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Blend each cluster of overlapping boxes by score, keeping the cluster's best score.
+
+    BlazeFace fires several neighbouring anchors per face; averaging them steadies the box
+    from frame to frame far better than keeping only the best one.
+    """
+    order = np.argsort(-scores)
+    corners, keypoints, scores = corners[order], keypoints[order], scores[order]
+    remaining = np.ones(len(scores), dtype=bool)
+    faces = []
+    for index in range(len(scores)):
+        if not remaining[index]:
+            continue
+        cluster = remaining & (_iou(corners[index], corners) > iou)
+        cluster[index] = True
+        remaining &= ~cluster
+        weights = scores[cluster] / scores[cluster].sum()
+        box = (corners[cluster] * weights[:, None]).sum(axis=0)
+        points = (keypoints[cluster] * weights[:, None, None]).sum(axis=0)
+        faces.append((box, points, float(scores[index])))
+    return faces
+
+
+class BlazeFaceDetector:
+    """BlazeFace on any frame size: letterboxed in, padding undone on the way out."""
+
+    def __init__(
+        self, model: TfliteModel, spec: AnchorSpec, *, score_threshold: float | None = None,
+        min_face_size: float = 0.0,
+    ) -> None:
+        self.model = model
+        self.spec = spec
+        self.runs_on = model.runs_on
+        self.variant = model.model.variant
+        self.score_threshold = (
+            spec.default_threshold if score_threshold is None else score_threshold
+        )
+        self.min_face_size = min_face_size
+        self._anchors = make_anchors(spec)
+        size = spec.input_size
+        self._input = np.full((1, size, size, 3), -1.0, dtype=np.float32)
+        self._logit_threshold = float(np.log(self.score_threshold / (1 - self.score_threshold))) \
+            if 0 < self.score_threshold < 1 else (-np.inf if self.score_threshold <= 0 else np.inf)
+        self._layout: tuple[int, int, int, int, int, int] | None = None
+
+    def _letterbox(self, image: np.ndarray) -> tuple[float, int, int]:
+        height, width = image.shape[:2]
+        size = self.spec.input_size
+        scale = size / max(height, width)
+        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+        pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
+        layout = (height, width, new_w, new_h, pad_x, pad_y)
+        if layout != self._layout:  # a new frame size: reset the padding once
+            self._input.fill(-1.0)
+            self._layout = layout
+        resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        target = self._input[0, pad_y:pad_y + new_h, pad_x:pad_x + new_w]
+        # Frames are BGR (OpenCV and picamera2's RGB888 agree on that); the model wants RGB.
+        np.multiply(resized[..., ::-1], np.float32(2.0 / 255.0), out=target, casting="unsafe")
+        target -= np.float32(1.0)
+        return scale, pad_x, pad_y
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Faces in a BGR uint8 frame, best first."""
+        scale, pad_x, pad_y = self._letterbox(image)
+        outputs = self.model.run(self._input)
+        regressors = next(o for o in outputs if o.shape[-1] == 16)[0]
+        logits = next(o for o in outputs if o.shape[-1] == 1)[0, :, 0]
+        keep = np.flatnonzero(logits >= self._logit_threshold)
+        if keep.size == 0:
+            return []
+        scores = 1.0 / (1.0 + np.exp(-np.clip(logits[keep], -SCORE_CLIP, SCORE_CLIP)))
+        size = float(self.spec.input_size)
+        raw = regressors[keep]
+        centres = self._anchors[keep]
+        # Decode in input pixels: offsets are in pixels of the 128 (or 192) input.
+        cx = raw[:, 0] + centres[:, 0] * size
+        cy = raw[:, 1] + centres[:, 1] * size
+        half_w, half_h = raw[:, 2] / 2, raw[:, 3] / 2
+        corners = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1)
+        points = raw[:, 4:4 + 2 * NUM_KEYPOINTS].reshape(-1, NUM_KEYPOINTS, 2)
+        points = points + centres[:, None, :] * size
+        height, width = image.shape[:2]
+        offset = np.array([pad_x, pad_y], dtype=np.float32)
+        faces: list[Detection] = []
+        for box, kps, score in weighted_nms(corners, points, scores):
+            x1, y1 = (box[:2] - offset) / scale
+            x2, y2 = (box[2:] - offset) / scale
+            x1, y1 = max(0.0, float(x1)), max(0.0, float(y1))
+            x2, y2 = min(float(width), float(x2)), min(float(height), float(y2))
+            if x2 - x1 <= 0 or y2 - y1 <= 0 or min(x2 - x1, y2 - y1) < self.min_face_size:
+                continue
+            keypoints = (kps - offset) / scale
+            faces.append(Detection((x1, y1, x2 - x1, y2 - y1), score, keypoints))
+        return faces

@@ -1,0 +1,88 @@
+"""The model manifest: which file serves which model, and proof that it is the file we built.
+
+Every load checks the file's sha256 against `models/manifest.json`, so a truncated copy on an
+SD card or a hand-edited model fails loudly instead of producing quietly wrong emotions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from edge_agent.errors import ModelError
+
+Variant = Literal["float", "int8"]
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFile:
+    """One verified file of one model, with the manifest entry that describes it."""
+
+    name: str
+    variant: Variant
+    path: Path
+    entry: dict[str, Any]
+
+    @property
+    def labels(self) -> list[Any]:
+        return list(self.entry.get("labels", []))
+
+    def edgetpu_path(self) -> Path:
+        """Where `scripts/compile_edgetpu.sh` writes the Edge TPU build of this file."""
+        return self.path.with_name(self.path.stem + "_edgetpu.tflite")
+
+
+@cache
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, cached per (size, mtime) so SIGHUP reloads do not re-hash."""
+    stat = path.stat()
+    return _sha256(path, stat.st_size, stat.st_mtime_ns)
+
+
+def load_manifest(models_dir: Path = DEFAULT_MODELS_DIR) -> dict[str, Any]:
+    path = models_dir / MANIFEST_NAME
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"model manifest not found: {path}") from None
+    except (OSError, ValueError) as error:
+        raise ModelError(f"model manifest {path} is unreadable: {error}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("models"), dict):
+        raise ModelError(f"model manifest {path} has no 'models' table")
+    return manifest
+
+
+def resolve(name: str, variant: Variant, models_dir: Path = DEFAULT_MODELS_DIR) -> ModelFile:
+    """Find a model file and verify its checksum; raise ModelError naming what is wrong."""
+    entry = load_manifest(models_dir)["models"].get(name)
+    if entry is None:
+        raise ModelError(f"model {name!r} is not in {models_dir / MANIFEST_NAME}")
+    file_entry = entry.get("variants", {}).get(variant)
+    if file_entry is None:
+        have = ", ".join(sorted(entry.get("variants", {}))) or "none"
+        raise ModelError(f"model {name!r} has no {variant} variant (available: {have})")
+    path = models_dir / file_entry["file"]
+    if not path.is_file():
+        raise ModelError(f"model file missing: {path}")
+    actual = file_sha256(path)
+    if actual != file_entry["sha256"]:
+        raise ModelError(
+            f"model file {path} fails its checksum (sha256 {actual[:12]}…, manifest says "
+            f"{file_entry['sha256'][:12]}…): it is truncated or altered; restore it from the "
+            "repository or rebuild with `make models`"
+        )
+    return ModelFile(name=name, variant=variant, path=path, entry=entry)

@@ -1,0 +1,148 @@
+"""The vision pipeline: detect → track → classify, one frame at a time.
+
+`analyze`, `run`, `bench` and the demo all drive this one class, so what the benchmark
+measures is exactly what the appliance runs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_agent.capture import Frame
+from edge_agent.classify import EMOTIONS, FaceClassifier
+from edge_agent.config import Config
+from edge_agent.detect import Detector
+from edge_agent.detect.blazeface import FULL_RANGE, SHORT_RANGE, BlazeFaceDetector
+from edge_agent.detect.ssd import SsdDetector
+from edge_agent.errors import ModelError
+from edge_agent.inference import AcceleratorChoice, TfliteModel
+from edge_agent.models import DEFAULT_MODELS_DIR, ModelFile, resolve
+from edge_agent.track import Track, Tracker, TrackerSettings, TrackEvent
+
+BLAZEFACE = {"short_range": ("blazeface_short_range", SHORT_RANGE),
+             "full_range": ("blazeface_full_range", FULL_RANGE)}
+
+
+@dataclass(slots=True)
+class FaceResult:
+    track: int
+    box: tuple[float, float, float, float]
+    score: float
+    emotion: str | None
+    emotion_scores: dict[str, float] | None
+    age: float | None
+    gender: str | None
+    gender_score: float | None
+
+    @classmethod
+    def of(cls, track: Track) -> FaceResult:
+        scores = None
+        if track.emotion_scores is not None:
+            scores = {label: round(float(v), 4) for label, v in
+                      zip(EMOTIONS, track.emotion_scores, strict=True)}
+        return cls(track.id, tuple(round(v, 1) for v in track.box),  # type: ignore[arg-type]
+                   round(track.score, 3), track.emotion, scores,
+                   None if track.age is None else round(track.age, 1), track.gender,
+                   None if track.gender_score is None else round(track.gender_score, 3))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"track": self.track, "box": list(self.box), "score": self.score,
+                "emotion": self.emotion, "emotion_scores": self.emotion_scores,
+                "age": self.age, "gender": self.gender, "gender_score": self.gender_score}
+
+
+@dataclass(slots=True)
+class FrameResult:
+    frame: int
+    t: float
+    faces: list[FaceResult]
+    events: list[TrackEvent] = field(default_factory=list)
+    stages_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"frame": self.frame, "t": round(self.t, 3),
+                "faces": [face.to_json() for face in self.faces]}
+
+
+def tracker_settings(config: Config) -> TrackerSettings:
+    tracker, rate = config.tracker, config.classifier.rate_hz
+    return TrackerSettings(
+        match_iou=tracker.match_iou, confirm_hits=tracker.confirm_hits,
+        lost_after_s=tracker.lost_after_s, smoothing_s=tracker.smoothing_s,
+        emotion_hold_s=tracker.emotion_hold_s,
+        classify_interval_s=0.0 if rate <= 0 else 1.0 / rate,
+    )
+
+
+class Pipeline:
+    """Loads every model once and turns frames into tracked, classified faces."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        models_dir = Path(config.models.dir) if config.models.dir else DEFAULT_MODELS_DIR
+        self.accelerator = AcceleratorChoice.resolve(config.accelerator)
+        variant = config.models.variant
+        threads = config.models.num_threads
+
+        def load(name: str) -> TfliteModel:
+            return TfliteModel(resolve(name, variant, models_dir), self.accelerator,
+                               num_threads=threads)
+
+        self.detector: Detector = self._detector(config, load)
+        classifier = config.classifier
+        self.classifier = FaceClassifier(
+            load("emotion_mini_xception") if classifier.emotion else None,
+            load("age_v1") if classifier.age else None,
+            load("gender_v1") if classifier.gender else None,
+            level_faces=classifier.level_faces,
+        )
+        self.tracker = Tracker(tracker_settings(config))
+
+    def _detector(self, config: Config, load: Any) -> Detector:
+        detector = config.detector
+        if detector.model in BLAZEFACE:
+            name, spec = BLAZEFACE[detector.model]
+            return BlazeFaceDetector(load(name), spec, score_threshold=detector.score_threshold,
+                                     min_face_size=detector.min_face_size)
+        path = Path(detector.model)
+        if not path.is_file():
+            raise ModelError(f"detector.model = {detector.model!r}: not 'short_range', "
+                             "'full_range' or an existing SSD .tflite file")
+        model = TfliteModel(ModelFile(path.stem, "int8", path, {}), self.accelerator,
+                            num_threads=config.models.num_threads)
+        return SsdDetector(model, score_threshold=detector.score_threshold,
+                           min_face_size=detector.min_face_size)
+
+    def apply_tunables(self, config: Config) -> None:
+        """Take new thresholds and rates from a reloaded config without reloading models."""
+        self.config = config
+        self.tracker.settings = tracker_settings(config)
+        self.detector.score_threshold = config.detector.score_threshold
+        self.detector.min_face_size = config.detector.min_face_size
+
+    def process(self, frame: Frame) -> FrameResult:
+        clock = time.perf_counter
+        start = clock()
+        detections = self.detector.detect(frame.image)
+        detected = clock()
+        tracks = self.tracker.associate(detections, frame.t)
+        due = [i for i, track in enumerate(tracks) if self.tracker.due(track, frame.t)]
+        tracked = clock()
+        attributes = self.classifier.classify(frame.image, [detections[i] for i in due])
+        classified = clock()
+        for index, attrs in zip(due, attributes, strict=True):
+            self.tracker.observe(tracks[index], attrs, frame.t)
+        self.tracker.confirm(tracks, frame.t)
+        events = self.tracker.drain_events()
+        faces = [FaceResult.of(track) for track in tracks]
+        done = clock()
+        stages = {"detect": (detected - start) * 1e3,
+                  "classify": (classified - tracked) * 1e3,
+                  "track": ((tracked - detected) + (done - classified)) * 1e3}
+        return FrameResult(frame.index, frame.t, faces, events, stages)
+
+    def finish(self, t: float) -> list[TrackEvent]:
+        return self.tracker.finish(t)

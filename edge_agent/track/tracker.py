@@ -1,0 +1,194 @@
+"""Faces across frames: ids, smoothing, hysteresis and the events a dashboard sees.
+
+Everything here runs on frame timestamps, never the wall clock, so a file replayed at any
+speed yields the same tracks and events, and tests can assert them exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from edge_agent.classify import EMOTIONS, FaceAttributes
+from edge_agent.detect import Detection
+
+EventType = Literal["face_appeared", "emotion_changed", "face_lost"]
+
+
+@dataclass(slots=True)
+class TrackerSettings:
+    """Tunables; all may change on a config reload without losing the tracks."""
+
+    match_iou: float = 0.3
+    confirm_hits: int = 2
+    lost_after_s: float = 1.0
+    smoothing_s: float = 0.4
+    emotion_hold_s: float = 0.6
+    classify_interval_s: float = 0.0
+    attribute_samples: int = 30
+
+
+@dataclass(slots=True)
+class Track:
+    id: int
+    box: tuple[float, float, float, float]
+    score: float
+    first_seen: float
+    last_seen: float
+    hits: int = 1
+    confirmed: bool = False
+    emotion: str | None = None
+    emotion_scores: np.ndarray | None = None
+    age: float | None = None
+    female_probability: float | None = None
+    last_classified: float | None = None
+    _samples: int = 0
+    _candidate: str | None = None
+    _candidate_since: float = 0.0
+
+    @property
+    def gender(self) -> str | None:
+        if self.female_probability is None:
+            return None
+        return "female" if self.female_probability >= 0.5 else "male"
+
+    @property
+    def gender_score(self) -> float | None:
+        if self.female_probability is None:
+            return None
+        return max(self.female_probability, 1.0 - self.female_probability)
+
+
+@dataclass(slots=True)
+class TrackEvent:
+    type: EventType
+    t: float
+    track: Track
+    previous_emotion: str | None = None
+    duration_s: float = field(default=0.0)
+
+
+def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = min(ax + aw, bx + bw) - max(ax, bx)
+    h = min(ay + ah, by + bh) - max(ay, by)
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / (aw * ah + bw * bh - inter)
+
+
+class Tracker:
+    """Greedy IoU association: a handful of faces per frame needs nothing heavier."""
+
+    def __init__(self, settings: TrackerSettings | None = None) -> None:
+        self.settings = settings or TrackerSettings()
+        self.tracks: list[Track] = []
+        self._next_id = 1
+        self._events: list[TrackEvent] = []
+
+    def associate(self, detections: list[Detection], t: float) -> list[Track]:
+        """Give each detection its track (new or continued); retire tracks unseen too long."""
+        pairs = sorted(
+            ((_iou(track.box, det.box), ti, di)
+             for ti, track in enumerate(self.tracks) for di, det in enumerate(detections)),
+            reverse=True,
+        )
+        assigned: dict[int, Track] = {}
+        used_tracks: set[int] = set()
+        for iou, ti, di in pairs:
+            if iou < self.settings.match_iou:
+                break
+            if ti in used_tracks or di in assigned:
+                continue
+            used_tracks.add(ti)
+            assigned[di] = self.tracks[ti]
+        for di, det in enumerate(detections):
+            track = assigned.get(di)
+            if track is None:
+                track = Track(self._next_id, det.box, det.score, first_seen=t, last_seen=t)
+                self._next_id += 1
+                self.tracks.append(track)
+                assigned[di] = track
+            else:
+                track.box, track.score, track.last_seen = det.box, det.score, t
+                track.hits += 1
+        self._retire(t)
+        return [assigned[di] for di in range(len(detections))]
+
+    def _retire(self, t: float) -> None:
+        alive = []
+        for track in self.tracks:
+            if t - track.last_seen > self.settings.lost_after_s:
+                if track.confirmed:
+                    self._events.append(TrackEvent("face_lost", track.last_seen, track,
+                                                   duration_s=track.last_seen - track.first_seen))
+            else:
+                alive.append(track)
+        self.tracks = alive
+
+    def due(self, track: Track, t: float) -> bool:
+        """Whether this track's classifiers should run on this frame."""
+        last = track.last_classified
+        return last is None or t - last >= self.settings.classify_interval_s
+
+    def observe(self, track: Track, attributes: FaceAttributes, t: float) -> None:
+        """Fold one frame's classification into the track's smoothed state."""
+        settings = self.settings
+        dt = 0.0 if track.last_classified is None else t - track.last_classified
+        track.last_classified = t
+        track._samples += 1
+        weight = max(1.0 / track._samples, 1.0 / settings.attribute_samples)
+        if attributes.age is not None:
+            track.age = attributes.age if track.age is None else (
+                track.age + weight * (attributes.age - track.age))
+        if attributes.female_probability is not None:
+            p = attributes.female_probability
+            track.female_probability = p if track.female_probability is None else (
+                track.female_probability + weight * (p - track.female_probability))
+        if attributes.emotion_scores is not None:
+            self._observe_emotion(track, attributes.emotion_scores, dt, t)
+
+    def _observe_emotion(self, track: Track, scores: np.ndarray, dt: float, t: float) -> None:
+        settings = self.settings
+        if track.emotion_scores is None:
+            track.emotion_scores = scores.astype(np.float32).copy()
+        else:
+            alpha = 1.0 if settings.smoothing_s <= 0 else 1.0 - math.exp(-dt / settings.smoothing_s)
+            track.emotion_scores += np.float32(alpha) * (scores - track.emotion_scores)
+        leader = EMOTIONS[int(np.argmax(track.emotion_scores))]
+        if track.emotion is None:
+            track.emotion = leader
+        elif leader == track.emotion:
+            track._candidate = None
+        elif leader != track._candidate:
+            track._candidate, track._candidate_since = leader, t
+        if (track._candidate is not None
+                and t - track._candidate_since >= settings.emotion_hold_s):
+            previous, track.emotion, track._candidate = track.emotion, track._candidate, None
+            if track.confirmed:
+                self._events.append(TrackEvent("emotion_changed", t, track, previous))
+
+    def confirm(self, tracks: list[Track], t: float) -> None:
+        """Announce tracks that have been seen often enough to not be a flicker."""
+        for track in tracks:
+            if not track.confirmed and track.hits >= self.settings.confirm_hits:
+                track.confirmed = True
+                self._events.append(TrackEvent("face_appeared", t, track))
+
+    def drain_events(self) -> list[TrackEvent]:
+        events, self._events = self._events, []
+        return events
+
+    def finish(self, t: float) -> list[TrackEvent]:
+        """End of a finite source: every track still open is lost now."""
+        for track in self.tracks:
+            if track.confirmed:
+                self._events.append(TrackEvent("face_lost", t, track,
+                                               duration_s=track.last_seen - track.first_seen))
+        self.tracks = []
+        return self.drain_events()

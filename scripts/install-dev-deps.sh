@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Debian packages the tests drive for real: mosquitto (the broker), systemd's analyzer for
+# the unit file, and shellcheck for our shell scripts. Installs only what is missing.
+set -euo pipefail
+packages=(mosquitto systemd shellcheck python3-venv)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+        || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "==> installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# The package starts a broker on port 1883 in some images; tests start their own.
