@@ -1,0 +1,16 @@
+"""Shared fixtures: real sample media (verified, cached outside the repo) and real models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from edge_agent.samples import sample
+
+
+@pytest.fixture(scope="session")
+def media() -> Callable[[str], Path]:
+    """`media("single_face.mp4")`: path of the verified sample, fetched once per machine."""
+    return sample
