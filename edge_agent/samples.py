@@ -84,5 +84,6 @@ def sample(name: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as handle:
         handle.write(data)
+    Path(handle.name).chmod(0o644)
     Path(handle.name).replace(path)
     return path

@@ -6,6 +6,7 @@ speed yields the same tracks and events, and tests can assert them exactly.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Literal
@@ -64,11 +65,19 @@ class Track:
 
 @dataclass(slots=True)
 class TrackEvent:
+    """`track` is a snapshot taken when the event happened, not the live track."""
+
     type: EventType
     t: float
     track: Track
     previous_emotion: str | None = None
     duration_s: float = field(default=0.0)
+
+    def __post_init__(self) -> None:
+        snapshot = copy.copy(self.track)
+        if snapshot.emotion_scores is not None:
+            snapshot.emotion_scores = snapshot.emotion_scores.copy()
+        self.track = snapshot
 
 
 def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
@@ -134,7 +143,9 @@ class Tracker:
     def due(self, track: Track, t: float) -> bool:
         """Whether this track's classifiers should run on this frame."""
         last = track.last_classified
-        return last is None or t - last >= self.settings.classify_interval_s
+        # A millisecond of slack: at 30 fps, 10 Hz must mean every third frame, and
+        # 9/30 - 6/30 is a hair under 0.1 in floating point.
+        return last is None or t - last >= self.settings.classify_interval_s - 1e-3
 
     def observe(self, track: Track, attributes: FaceAttributes, t: float) -> None:
         """Fold one frame's classification into the track's smoothed state."""

@@ -1,0 +1,123 @@
+"""The vision core on real clips with the real models: detection, tracking, events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from edge_agent.capture.files import open_path
+from edge_agent.config import Config
+from edge_agent.pipeline import FrameResult, Pipeline
+from edge_agent.track import TrackEvent
+
+Run = tuple[list[FrameResult], list[TrackEvent]]
+
+
+def run_clip(path: Path, config: Config | None = None) -> Run:
+    pipeline = Pipeline(config or Config())
+    source = open_path(path)
+    results: list[FrameResult] = []
+    events: list[TrackEvent] = []
+    for frame in source.frames():
+        result = pipeline.process(frame)
+        results.append(result)
+        events.extend(result.events)
+    source.close()
+    events.extend(pipeline.finish(results[-1].t))
+    return results, events
+
+
+@pytest.fixture(scope="module")
+def pexels(media: Callable[[str], Path]) -> Run:
+    return run_clip(media("WolfgangLanger_Pexels.mp4"))
+
+
+def face_rate(results: list[FrameResult]) -> float:
+    return sum(bool(r.faces) for r in results) / len(results)
+
+
+def test_face_found_on_nearly_every_frame_of_the_pexels_clip(pexels) -> None:
+    results, _ = pexels
+    assert len(results) == 472
+    assert face_rate(results) >= 0.95
+
+
+def test_one_face_keeps_one_track_id_through_the_pexels_clip(pexels) -> None:
+    results, events = pexels
+    ids = {face.track for result in results for face in result.faces}
+    assert ids == {1}
+    assert [e.type for e in events if e.type != "emotion_changed"] == [
+        "face_appeared", "face_lost"]
+
+
+def test_every_face_carries_emotion_age_and_gender(pexels) -> None:
+    results, _ = pexels
+    face = next(r.faces[0] for r in results if r.faces)
+    assert face.emotion in face.emotion_scores
+    assert sum(face.emotion_scores.values()) == pytest.approx(1.0, abs=0.01)
+    assert 1.0 <= face.age <= 80.0
+    assert face.gender in ("female", "male")
+    assert 0.5 <= face.gender_score <= 1.0
+
+
+def test_emotion_changes_are_rare_thanks_to_smoothing_and_hysteresis(media, pexels) -> None:
+    _, events = pexels
+    changes = [e for e in events if e.type == "emotion_changed"]
+    raw = Config()
+    raw.tracker.smoothing_s = 0.0
+    raw.tracker.emotion_hold_s = 0.0
+    _, raw_events = run_clip(media("WolfgangLanger_Pexels.mp4"), raw)
+    raw_changes = [e for e in raw_events if e.type == "emotion_changed"]
+    # The clip moves from a sad to a happy expression: at least one change, and several
+    # times fewer than the frame-by-frame labels would announce.
+    assert 1 <= len(changes) <= 8
+    assert len(raw_changes) >= 3 * len(changes)
+    assert all(e.previous_emotion != e.track.emotion for e in changes)
+
+
+def test_face_found_on_nearly_every_frame_of_single_face(media) -> None:
+    results, _ = run_clip(media("single_face.mp4"))
+    assert face_rate(results) >= 0.95
+
+
+def test_almost_no_faces_in_no_face(media) -> None:
+    results, events = run_clip(media("no_face.mp4"))
+    assert face_rate(results) <= 0.02
+    assert not [e for e in events if e.type == "face_appeared"]
+
+
+# Frame where the face cut happens, found by looking at the clips: face_noface.mov cuts to
+# a cartoon at frame 72 (2.73 s); noface_face.mov cuts from it to the face at frame 96 (3.62 s).
+def test_face_lost_within_a_second_of_leaving(media) -> None:
+    results, events = run_clip(media("face_noface.mov"))
+    last_face = max(r.t for r in results if r.faces)
+    assert abs(last_face - 2.727) <= 1.0
+    lost = [e for e in events if e.type == "face_lost"]
+    assert len(lost) == 1 and abs(lost[0].t - 2.727) <= 1.0
+
+
+def test_face_appears_within_a_second_of_entering(media) -> None:
+    results, events = run_clip(media("noface_face.mov"))
+    first_face = min(r.t for r in results if r.faces)
+    assert abs(first_face - 3.623) <= 1.0
+    appeared = [e for e in events if e.type == "face_appeared"]
+    assert len(appeared) == 1 and abs(appeared[0].t - 3.623) <= 1.0
+
+
+def test_results_do_not_depend_on_processing_speed(media) -> None:
+    """Tracks and events run on frame time: two runs give identical output."""
+    clip = media("single_face.mp4")
+    first, _ = run_clip(clip)
+    second, _ = run_clip(clip)
+    assert [r.to_json() for r in first] == [r.to_json() for r in second]
+
+
+def test_full_range_model_finds_the_five_faces_of_a_group_photo(media) -> None:
+    config = Config()
+    config.detector.model = "full_range"
+    config.detector.score_threshold = 0.6
+    results, _ = run_clip(media("multi_face.jpg"), config)
+    assert len(results[0].faces) == 5
+    assert len({face.track for face in results[0].faces}) == 5
