@@ -89,6 +89,17 @@ class AcceleratorChoice:
         return cls(requested, "edgetpu", delegate)
 
 
+def file_for(model: ModelFile, accelerator: AcceleratorChoice) -> Path:
+    """The Edge TPU build when a Coral is in use and one was compiled, else the model itself.
+
+    Models without an `_edgetpu` build still run, on the CPU, beside those that have one.
+    """
+    edgetpu_file = model.edgetpu_path()
+    if accelerator.in_use == "edgetpu" and edgetpu_file.is_file():
+        return edgetpu_file
+    return model.path
+
+
 class TfliteModel:
     """One interpreter, its input quantisation, and a reusable input buffer.
 
@@ -100,12 +111,10 @@ class TfliteModel:
         self, model: ModelFile, accelerator: AcceleratorChoice, *, num_threads: int = 2
     ) -> None:
         self.model = model
-        path, delegates = model.path, []
-        edgetpu_file = model.edgetpu_path()
-        if accelerator.in_use == "edgetpu" and edgetpu_file.is_file():
-            path, delegates = edgetpu_file, [accelerator.delegate]
-        self.path: Path = path
-        self.runs_on: str = "edgetpu" if delegates else "cpu"
+        self.path: Path = file_for(model, accelerator)
+        self.runs_on: str = "edgetpu" if self.path != model.path else "cpu"
+        path = self.path
+        delegates = [accelerator.delegate] if self.runs_on == "edgetpu" else []
         try:
             self._interpreter = Interpreter(
                 model_path=str(path), experimental_delegates=delegates or None,
