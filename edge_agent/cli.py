@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     config_check.add_argument("file", metavar="FILE")
     config_show = config_commands.add_parser("show", help="print the effective config")
     _add_config(config_show)
+    config_show.add_argument("--json", action="store_true", help="JSON instead of TOML")
 
     watch = commands.add_parser("watch", help="live terminal dashboard over MQTT")
     watch.add_argument("--device", metavar="ID", help="only this device (default: all)")

@@ -8,8 +8,16 @@ never silently ignored.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
+import inspect
+import io
+import json
+import re
 import socket
+import textwrap
+import tokenize
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -87,6 +95,12 @@ class MqttConfig:
     stats_interval_s: float = bounded(30.0, 1.0, 86400.0)
     outbox_max_events: int = bounded(100_000, 10, 10_000_000)
     outbox_max_bytes: int = bounded(50_000_000, 10_000, 10_000_000_000)
+    # "full" fsyncs each frame's events (survives a power cut); "normal" only a crash.
+    outbox_sync: Literal["full", "normal"] = "full"
+    tls: bool = False  # TLS with the system CAs; implied by tls_ca or tls_cert
+    reconnect_min_s: float = bounded(1.0, 0.01, 3600.0)
+    reconnect_max_s: float = bounded(60.0, 0.01, 86400.0)
+    state_interval_s: float = bounded(0.2, 0.0, 3600.0)  # least time between state publishes
 
 
 @dataclass(slots=True)
@@ -129,7 +143,68 @@ class Config:
         return self.device_id or socket.gethostname()
 
 
+# --- validation ---------------------------------------------------------------------------
+# Checks beyond type and range, by key path. Each raises ConfigError naming path and value.
+
+_DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{0,64}")
+_NIGHT = re.compile(r"(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})")
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
+
+
+def _check_device_id(path: str, value: str) -> None:
+    if not _DEVICE_ID.fullmatch(value):
+        raise ConfigError(f"{path} = {value!r}: use at most 64 letters, digits, '-' or '_' "
+                          "(it becomes part of MQTT topics and entity ids)")
+
+
+def _check_source(path: str, value: str) -> None:
+    if not value.strip():
+        raise ConfigError(f"{path} = {value!r}: must not be empty (use \"auto\")")
+    if "://" in value:
+        scheme = value.split("://", 1)[0].lower()
+        if scheme not in STREAM_SCHEMES:
+            raise ConfigError(f"{path} = {value!r}: unsupported URL scheme {scheme!r} "
+                              f"(use one of {', '.join(STREAM_SCHEMES)})")
+    elif value.startswith("/dev/") and not re.fullmatch(r"/dev/video\d+", value):
+        raise ConfigError(f"{path} = {value!r}: a device must be /dev/videoN")
+
+
+def _check_absolute(path: str, value: str) -> None:
+    if not value.startswith("/"):
+        raise ConfigError(f"{path} = {value!r}: must be an absolute path")
+
+
+def _check_night(path: str, value: str) -> None:
+    if not value:
+        return
+    match = _NIGHT.fullmatch(value)
+    if not match or int(match[1]) > 23 or int(match[3]) > 23 or int(match[2]) > 59 \
+            or int(match[4]) > 59:
+        raise ConfigError(f"{path} = {value!r}: must be \"HH:MM-HH:MM\" (e.g. \"23:00-07:00\") "
+                          "or empty")
+
+
+VALIDATORS: dict[str, typing.Callable[[str, Any], None]] = {
+    "device_id": _check_device_id,
+    "camera.source": _check_source,
+    "state.dir": _check_absolute,
+    "display.night_off": _check_night,
+}
+
+
+def _check_config(config: Config) -> None:
+    """Rules that span keys."""
+    mqtt = config.mqtt
+    if mqtt.enabled and not mqtt.host.strip():
+        raise ConfigError("mqtt.host = '': must be set while mqtt.enabled = true")
+    low, high = getattr(mqtt, "reconnect_min_s", None), getattr(mqtt, "reconnect_max_s", None)
+    if low is not None and high is not None and low > high:
+        raise ConfigError(f"mqtt.reconnect_min_s = {low!r}: must not exceed "
+                          f"mqtt.reconnect_max_s = {high!r}")
+
+
 def _check_value(path: str, value: Any, hint: Any, meta: typing.Mapping[str, Any]) -> Any:
+    written = value  # as the file spelled it, for the message
     origin = typing.get_origin(hint)
     if origin is Literal:
         choices = typing.get_args(hint)
@@ -151,9 +226,11 @@ def _check_value(path: str, value: Any, hint: Any, meta: typing.Mapping[str, Any
         raise ConfigError(f"{path} = {value!r}: must be a string")
     low, high = meta.get("low"), meta.get("high")
     if low is not None and value < low:
-        raise ConfigError(f"{path} = {value!r}: must be at least {low}")
+        raise ConfigError(f"{path} = {written!r}: must be at least {low}")
     if high is not None and value > high:
-        raise ConfigError(f"{path} = {value!r}: must be at most {high}")
+        raise ConfigError(f"{path} = {written!r}: must be at most {high}")
+    if check := VALIDATORS.get(path):
+        check(path, value)
     return value
 
 
@@ -164,26 +241,40 @@ def _build(cls: type, table: dict[str, Any], prefix: str) -> Any:
     for key, value in table.items():
         path = f"{prefix}{key}"
         if key not in fields:
-            where = f"section [{prefix[:-1]}]" if prefix else "the top level"
             known = ", ".join(fields)
+            if isinstance(value, dict):
+                raise ConfigError(f"[{path}]: unknown section (known keys here: {known})")
+            where = f"section [{prefix[:-1]}]" if prefix else "the top level"
             raise ConfigError(f"{path}: unknown key in {where} (known: {known})")
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
             if not isinstance(value, dict):
-                raise ConfigError(f"{path}: must be a section [{path}]")
+                raise ConfigError(f"{path} = {value!r}: must be a section [{path}]")
             values[key] = _build(hint, value, f"{path}.")
         else:
+            if isinstance(value, dict):
+                raise ConfigError(f"[{path}]: {path} is a key, not a section")
             values[key] = _check_value(path, value, hint, fields[key].metadata)
     return cls(**values)
+
+
+_TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
 def parse(text: str, source: str = "<config>") -> Config:
     try:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{source}: TOML syntax error: {error}") from None
+        message = str(error)
+        position = _TOML_POSITION.search(message)
+        if position:
+            message = _TOML_POSITION.sub("", message).strip()
+            raise ConfigError(f"{source}:{position[1]}: TOML syntax error at line {position[1]}, "
+                              f"column {position[2]}: {message}") from None
+        raise ConfigError(f"{source}: TOML syntax error: {message}") from None
     try:
         config = _build(Config, table, "")
+        _check_config(config)
     except ConfigError as error:
         raise ConfigError(f"{source}: {error}") from None
     return config
@@ -194,6 +285,8 @@ def load(path: Path) -> Config:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a config file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read config ({error})") from None
     return parse(text, str(path))
@@ -205,10 +298,219 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+_SECRET = re.compile(r"(password|secret|token|psk)(?!_file)")
+
+
+def masked(config: Config) -> Config:
+    """A copy fit to print: a value under a secret-looking key becomes "***". The file holds
+    no secret today (passwords come from password_file); this keeps it so if one is added."""
+    copied = copy.deepcopy(config)
+    for path, value in flatten(copied).items():
+        *sections, key = path.split(".")
+        if isinstance(value, str) and value and _SECRET.search(key):
+            target = copied
+            for section in sections:
+                target = getattr(target, section)
+            setattr(target, key, "***")
+    return copied
+
+
+def resolve_path(path: str | None) -> Path | None:
+    """The file `load_or_default` would read: the one named, else the installed one if any."""
+    if path:
+        return Path(path)
+    return DEFAULT_PATH if DEFAULT_PATH.is_file() else None
+
+
 def load_or_default(path: str | None) -> Config:
     """The file named on the command line, else the installed one, else the defaults."""
-    if path:
-        return load(Path(path))
-    if DEFAULT_PATH.is_file():
-        return load(DEFAULT_PATH)
-    return Config()
+    resolved = resolve_path(path)
+    return Config() if resolved is None else load(resolved)
+
+
+# --- reload ---------------------------------------------------------------------------------
+# What SIGHUP may change in a running daemon: everything that does not reopen the camera,
+# reload a model or reconnect the broker. Display settings reopen only the panel.
+
+RELOADABLE = ("log_level", "detector.score_threshold", "detector.min_face_size",
+              "classifier.rate_hz", "tracker.", "display.", "mqtt.stats_interval_s")
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """`{"camera.width": 640, ...}` for every leaf key."""
+    flat: dict[str, Any] = {}
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        if dataclasses.is_dataclass(value):
+            flat.update(flatten(value, f"{prefix}{item.name}."))
+        else:
+            flat[f"{prefix}{item.name}"] = value
+    return flat
+
+
+def is_reloadable(path: str) -> bool:
+    return any(path == key or (key.endswith(".") and path.startswith(key))
+               for key in RELOADABLE)
+
+
+@dataclass(slots=True)
+class Reload:
+    """The outcome of comparing a running config with a re-read file."""
+
+    config: Config  # the running config with every reloadable change applied
+    applied: dict[str, tuple[Any, Any]]  # path -> (old, new)
+    ignored: dict[str, tuple[Any, Any]]  # changes that need a restart
+
+
+def merge_reload(running: Config, new: Config) -> Reload:
+    old_flat, new_flat = flatten(running), flatten(new)
+    changes = {path: (old_flat[path], new_flat[path]) for path in old_flat
+               if old_flat[path] != new_flat[path]}
+    applied = {path: change for path, change in changes.items() if is_reloadable(path)}
+    ignored = {path: change for path, change in changes.items() if path not in applied}
+    merged = copy.deepcopy(running)
+    for path, (_, value) in applied.items():
+        *sections, key = path.split(".")
+        target = merged
+        for section in sections:
+            target = getattr(target, section)
+        setattr(target, key, value)
+    return Reload(merged, applied, ignored)
+
+
+# --- the shipped file -----------------------------------------------------------------------
+# `config/edge-agent.toml` is rendered from these dataclasses and the notes below, and a test
+# compares the two, so the shipped file cannot drift from what the loader accepts.
+# Regenerate it with `python -m edge_agent.config_cli template > config/edge-agent.toml`.
+
+SECTION_NOTES: dict[str, str] = {
+    "camera": "Where frames come from. The pipeline always takes the newest frame; older ones "
+              "are dropped and counted.",
+    "detector": "Face detection.",
+    "classifier": "Emotion, age and gender, per tracked face.",
+    "tracker": "Following faces from frame to frame (reloadable with SIGHUP).",
+    "models": "Model files, checked against models/manifest.json on every load.",
+    "mqtt": "The broker. No secret lives in this file: the password is read from "
+            "password_file when connecting.",
+    "state": "Persistent state (the MQTT outbox).",
+    "display": "A small local panel. Every key here is reloadable with SIGHUP.",
+}
+
+NOTES: dict[str, str] = {
+    "device_id": "Names this device in MQTT topics and Home Assistant; empty: the host name.",
+    "accelerator": "\"auto\" uses a Coral Edge TPU when present, else the CPU; \"edgetpu\" "
+                   "fails without one.",
+    "log_level": "Reloadable with SIGHUP.",
+    "camera.source": "\"auto\" (picamera2 if installed, else the first /dev/video*), "
+                     "\"picamera2\", \"/dev/videoN\", a video file, a folder of images, or an "
+                     "rtsp://, http:// or https:// URL.",
+    "camera.loop": "Replay a file or folder forever; without it `run` ends at its end.",
+    "camera.realtime": "Pace a file at its own frame rate, dropping frames when inference is "
+                       "slower; false processes every frame as fast as possible.",
+    "camera.width": "Requested size and rate of a camera (picamera2, V4L2).",
+    "detector.model": "\"short_range\" (faces within ~2 m), \"full_range\", or the path of an "
+                      "SSD .tflite face detector.",
+    "detector.score_threshold": "Least detection confidence (reloadable).",
+    "detector.min_face_size": "Smallest face side in pixels (reloadable).",
+    "classifier.level_faces": "Rotate tilted faces upright before classifying.",
+    "classifier.rate_hz": "Classifications per second per face; 0 classifies every frame "
+                          "(reloadable).",
+    "models.dir": "Empty: the models/ folder installed with edge-agent.",
+    "models.num_threads": "CPU threads per model.",
+    "mqtt.stats_interval_s": "Seconds between stats messages (reloadable).",
+    "state.dir": "Must be writable by the service (systemd's StateDirectory).",
+    "display.kind": "\"none\" disables the panel.",
+}
+
+
+@functools.cache
+def source_notes(cls: type) -> dict[str, str]:
+    """The comments written beside (or just above) each field in this module's source, so a
+    field documented where it is declared is documented in the shipped file too."""
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    comments: dict[int, str] = {}
+    code_lines: set[int] = set()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            comments[token.start[0]] = token.string.lstrip("#").strip()
+        elif token.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT,
+                                tokenize.DEDENT, tokenize.ENDMARKER):
+            code_lines.add(token.start[0])
+    notes: dict[str, str] = {}
+    for number, line in enumerate(source.splitlines(), start=1):
+        match = re.match(r"\s+(\w+)\s*:", line)
+        if not match:
+            continue
+        above: list[str] = []
+        previous = number - 1
+        while previous in comments and previous not in code_lines:
+            above.insert(0, comments[previous])
+            previous -= 1
+        parts = [*above, comments.get(number, "")] if number in code_lines else above
+        text = " ".join(part for part in parts if part)
+        if text:
+            notes[match[1]] = text
+    return notes
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    raise TypeError(f"cannot render {value!r} as TOML")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
+def _choices_and_range(item: dataclasses.Field[Any], hint: Any) -> str:
+    if typing.get_origin(hint) is Literal:
+        return "one of " + ", ".join(_toml_value(v) for v in typing.get_args(hint))
+    low, high = item.metadata.get("low"), item.metadata.get("high")
+    if low is not None and high is not None:
+        return f"{_number(low)} to {_number(high)}"
+    return ""
+
+
+def render_toml(config: Config, *, notes: bool = False) -> str:
+    """The config as TOML: every key, in declaration order; with notes, the shipped file."""
+    lines: list[str] = []
+    if notes:
+        lines += ["# edge-agent configuration: every option, set to its default.",
+                  "# Installed as /etc/edge-agent/config.toml. Check an edited copy with",
+                  "#   edge-agent config check /etc/edge-agent/config.toml",
+                  "# and reload the tunables of a running daemon with",
+                  "#   systemctl reload edge-agent", ""]
+
+    def emit(obj: Any, prefix: str) -> None:
+        hints = typing.get_type_hints(type(obj))
+        sections = []
+        for item in dataclasses.fields(obj):
+            value = getattr(obj, item.name)
+            if dataclasses.is_dataclass(value):
+                sections.append((item.name, value))
+                continue
+            path = f"{prefix}{item.name}"
+            if notes:
+                extra = _choices_and_range(item, hints[item.name])
+                note = NOTES.get(path) or source_notes(type(obj)).get(item.name, "")
+                note = note[:1].upper() + note[1:]
+                text = " ".join(part for part in (note, f"({extra})" if extra else "") if part)
+                lines.extend(f"# {line}" for line in textwrap.wrap(text, 96))
+            lines.append(f"{item.name} = {_toml_value(value)}")
+        for name, value in sections:
+            lines.append("")
+            if notes and name in SECTION_NOTES:
+                lines.extend(f"# {line}" for line in textwrap.wrap(SECTION_NOTES[name], 96))
+            lines.append(f"[{prefix}{name}]")
+            emit(value, f"{prefix}{name}.")
+
+    emit(config, "")
+    return "\n".join(lines) + "\n"
