@@ -1,0 +1,238 @@
+"""How to reach the broker: credentials, TLS, client construction, backoff, one-shot checks.
+
+Shared by the publisher, `edge-agent check` and `edge-agent watch`, so all three connect the
+same way and report the same one-line reasons when they cannot. Nothing here imports the
+vision stack. The password is read when a client is built and never logged or stored on
+the config.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge_agent.config import MqttConfig
+from edge_agent.errors import EX_UNAVAILABLE, ConfigError, EdgeAgentError
+
+PASSWORD_ENV = "EDGE_AGENT_MQTT_PASSWORD"
+CONNECT_TIMEOUT_S = 5.0
+_TOPIC_FORBIDDEN = re.compile(r"[+#\x00]")
+# MQTT 5 CONNACK reason codes (and their 3.1.1 equivalents, which paho maps onto them).
+_AUTH_REASONS = {134, 135, 140}  # bad user name or password, not authorized, bad auth method
+
+
+class MqttError(EdgeAgentError):
+    """The broker cannot be reached, refused us, or the TLS handshake failed."""
+
+    exit_code = EX_UNAVAILABLE
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message  # the short cause, for a status line
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """Everything needed to open a connection, resolved and checked once."""
+
+    host: str
+    port: int
+    protocol: str  # "5" or "3.1.1"
+    keepalive_s: int
+    username: str
+    password: str | None
+    tls: ssl.SSLContext | None
+
+    def __repr__(self) -> str:  # never show the password
+        return (f"Connection({self.host}:{self.port}, MQTT {self.protocol}, "
+                f"user={self.username or '-'}, tls={self.tls is not None})")
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def describe(self) -> str:
+        parts = [f"MQTT {self.protocol}"]
+        if self.tls is not None:
+            parts.append("TLS")
+        if self.username:
+            parts.append(f"user {self.username}")
+        return f"{self.address} ({', '.join(parts)})"
+
+    @classmethod
+    def from_config(cls, mqtt: MqttConfig) -> Connection:
+        if not mqtt.host:
+            raise ConfigError("mqtt.host: must not be empty")
+        return cls(mqtt.host, mqtt.port, mqtt.protocol, mqtt.keepalive_s, mqtt.username,
+                   _password(mqtt), _tls_context(mqtt))
+
+    def new_client(self, client_id: str, *, will: tuple[str, str] | None = None,
+                   connect_timeout_s: float = CONNECT_TIMEOUT_S) -> paho.Client:
+        """A fresh paho client (callback API 2) set up for this connection, not yet connected."""
+        v5 = self.protocol == "5"
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+                             clean_session=None if v5 else True)
+        if self.username:
+            client.username_pw_set(self.username, self.password)
+        if self.tls is not None:
+            client.tls_set_context(self.tls)
+        if will is not None:
+            client.will_set(will[0], will[1], qos=1, retain=True)
+        client.connect_timeout = connect_timeout_s
+        client.max_inflight_messages_set(0)  # the publisher keeps its own window
+        client.max_queued_messages_set(0)
+        return client
+
+    def open(self, client: paho.Client) -> None:
+        """Open the socket and send CONNECT (blocking, bounded by the connect timeout).
+        Raises MqttError with a one-line reason when the broker cannot be reached."""
+        try:
+            if self.protocol == "5":
+                client.connect(self.host, self.port, self.keepalive_s, clean_start=True)
+            else:
+                client.connect(self.host, self.port, self.keepalive_s)
+        except (OSError, ValueError) as error:
+            reason = describe_error(error)
+            raise MqttError(f"cannot reach MQTT broker {self.address}: {reason}",
+                            reason) from None
+
+
+def _password(mqtt: MqttConfig) -> str | None:
+    if mqtt.password_file:
+        if not mqtt.username:
+            raise ConfigError("mqtt.password_file is set but mqtt.username is empty")
+        path = Path(mqtt.password_file)
+        try:
+            return path.read_text(encoding="utf-8").rstrip("\r\n")
+        except FileNotFoundError:
+            raise ConfigError(f"mqtt.password_file = {mqtt.password_file!r}: "
+                              "file not found") from None
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or error
+            raise ConfigError(f"mqtt.password_file = {mqtt.password_file!r}: "
+                              f"cannot read ({reason})") from None
+    if mqtt.username:
+        return os.environ.get(PASSWORD_ENV)
+    return None
+
+
+def _tls_context(mqtt: MqttConfig) -> ssl.SSLContext | None:
+    if not (mqtt.tls or mqtt.tls_ca or mqtt.tls_cert or mqtt.tls_key):
+        return None
+    for key in ("tls_ca", "tls_cert", "tls_key"):
+        value = getattr(mqtt, key)
+        if value and not Path(value).is_file():
+            raise ConfigError(f"mqtt.{key} = {value!r}: file not found")
+    if mqtt.tls_key and not mqtt.tls_cert:
+        raise ConfigError("mqtt.tls_key is set but mqtt.tls_cert is empty")
+    try:
+        context = ssl.create_default_context(cafile=mqtt.tls_ca or None)
+    except (ssl.SSLError, OSError) as error:
+        raise ConfigError(f"mqtt.tls_ca = {mqtt.tls_ca!r}: not a usable CA file "
+                          f"({describe_error(error)})") from None
+    if mqtt.tls_cert:
+        try:
+            context.load_cert_chain(mqtt.tls_cert, mqtt.tls_key or None)
+        except (ssl.SSLError, OSError) as error:
+            raise ConfigError(f"mqtt.tls_cert = {mqtt.tls_cert!r}: not a usable certificate "
+                              f"and key ({describe_error(error)})") from None
+    return context
+
+
+def check_topic_part(key: str, value: str, *, allow_slash: bool) -> None:
+    if not value:
+        raise ConfigError(f"{key}: must not be empty")
+    if _TOPIC_FORBIDDEN.search(value) or (not allow_slash and "/" in value):
+        forbidden = "+, #" if allow_slash else "/, +, #"
+        raise ConfigError(f"{key} = {value!r}: must not contain {forbidden}")
+
+
+def describe_error(error: BaseException) -> str:
+    """A short human reason for a socket, TLS or paho failure."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"TLS certificate not trusted ({error.verify_message})"
+    if isinstance(error, ssl.SSLError):
+        return f"TLS error ({error.reason or error})"
+    if isinstance(error, TimeoutError | ConnectionError) and error.strerror:
+        return error.strerror.lower()
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror.lower()
+    return str(error) or type(error).__name__
+
+
+def describe_reason(reason: ReasonCode | int) -> str:
+    """`auth failed: bad user name or password` or `refused: server unavailable`."""
+    value = reason.value if isinstance(reason, ReasonCode) else int(reason)
+    name = str(reason).lower() if isinstance(reason, ReasonCode) else f"code {value}"
+    return f"auth failed: {name}" if value in _AUTH_REASONS else f"refused: {name}"
+
+
+def describe_rc(rc: MQTTErrorCode | int) -> str:
+    return paho.error_string(rc).rstrip(".").lower()
+
+
+class Backoff:
+    """Exponential backoff with "equal jitter": each wait is uniform in [d/2, d], where d
+    doubles from `low` up to `high`, so a fleet restarted together does not reconnect in
+    lockstep."""
+
+    def __init__(self, low: float, high: float,
+                 rng: Callable[[], float] = random.random) -> None:
+        self.low, self.high = low, max(low, high)
+        self._rng = rng
+        self._attempt = 0
+
+    def next(self) -> float:
+        delay = min(self.high, self.low * 2.0 ** self._attempt)
+        self._attempt = min(self._attempt + 1, 64)
+        return delay / 2 + self._rng() * delay / 2
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+
+def connect_once(connection: Connection, client_id: str, timeout_s: float,
+                 setup: Callable[[paho.Client], None] | None = None) -> paho.Client:
+    """Connect and wait for a successful CONNACK, or raise MqttError with the reason.
+    Returns the connected client (its network loop not started)."""
+    client = connection.new_client(client_id, connect_timeout_s=max(0.1, timeout_s))
+    result: dict[str, Any] = {}
+
+    def on_connect(_c: paho.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
+        result["reason"] = reason
+
+    client.on_connect = on_connect
+    if setup is not None:
+        setup(client)
+    deadline = time.monotonic() + timeout_s
+    connection.open(client)
+    while "reason" not in result:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            client.disconnect()
+            raise MqttError(f"MQTT broker {connection.address} did not answer within "
+                            f"{timeout_s:g} s")
+        rc = client.loop(timeout=min(0.1, remaining))
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS and "reason" not in result:
+            raise MqttError(f"MQTT broker {connection.address} closed the connection "
+                            f"({describe_rc(rc)})")
+    reason = result["reason"]
+    if reason.is_failure:
+        client.disconnect()
+        raise MqttError(f"MQTT broker {connection.address}: {describe_reason(reason)}",
+                        describe_reason(reason))
+    return client

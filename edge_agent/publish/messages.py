@@ -1,0 +1,143 @@
+"""Topic names and payload builders: the one place the MQTT contract is written in code.
+
+Every payload here has a JSON Schema in `edge_agent/schemas/`, documented in docs/mqtt.md;
+the tests validate each message the publisher sends against it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from edge_agent.classify import EMOTIONS
+from edge_agent.track import TrackEvent
+
+ONLINE = "online"
+OFFLINE = "offline"
+SCHEMA_NAMES = ("availability", "state", "event", "stats", "discovery")
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    base: str
+
+    @classmethod
+    def of(cls, prefix: str, device_id: str) -> Topics:
+        return cls(f"{prefix.rstrip('/')}/{device_id}")
+
+    @property
+    def availability(self) -> str:
+        return f"{self.base}/availability"
+
+    @property
+    def state(self) -> str:
+        return f"{self.base}/state"
+
+    @property
+    def events(self) -> str:
+        return f"{self.base}/events"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.base}/stats"
+
+
+def iso_utc(wall: float) -> str:
+    """`2025-05-01T12:00:00.123Z`: ISO 8601, UTC, milliseconds."""
+    stamp = datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def _scores(values: Any) -> dict[str, float] | None:
+    if values is None:
+        return None
+    return {label: round(float(v), 4) for label, v in zip(EMOTIONS, values, strict=True)}
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def event_payload(event: TrackEvent, *, device: str, ts: str) -> dict[str, Any]:
+    """An event without its `seq`, which the outbox assigns when it stores it."""
+    track = event.track
+    return {
+        "id": str(uuid.uuid4()),
+        "seq": 0,
+        "type": event.type,
+        "ts": ts,
+        "device": device,
+        "t": round(float(event.t), 3),
+        "track": track.id,
+        "emotion": track.emotion,
+        "previous_emotion": event.previous_emotion if event.type == "emotion_changed" else None,
+        "emotion_scores": _scores(track.emotion_scores),
+        "age": _round(track.age, 1),
+        "gender": track.gender,
+        "gender_score": _round(track.gender_score, 3),
+        "duration_s": round(float(event.duration_s), 3) if event.type == "face_lost" else None,
+    }
+
+
+def face_entry(face: Any) -> dict[str, Any]:
+    """One face of `state` from a pipeline FaceResult (already rounded by the pipeline)."""
+    return {"track": face.track, "emotion": face.emotion, "emotion_scores": face.emotion_scores,
+            "age": face.age, "gender": face.gender, "gender_score": face.gender_score}
+
+
+def dominant_emotion(faces: list[dict[str, Any]]) -> str | None:
+    """The emotion most faces show; a tie goes to the one with the larger summed score."""
+    counts = Counter(face["emotion"] for face in faces if face["emotion"])
+    if not counts:
+        return None
+
+    def weight(label: str) -> tuple[int, float]:
+        total = sum((face["emotion_scores"] or {}).get(label, 0.0) for face in faces)
+        return counts[label], total
+
+    return max(counts, key=weight)
+
+
+def state_body(faces: list[dict[str, Any]]) -> dict[str, Any]:
+    """What is true now, without the time stamp (so two bodies compare equal when unchanged)."""
+    faces = sorted(faces, key=lambda face: face["track"])
+    return {"face_count": len(faces), "dominant_emotion": dominant_emotion(faces), "faces": faces}
+
+
+def state_payload(body: dict[str, Any], *, device: str, updated_at: str) -> dict[str, Any]:
+    return {"device": device, "updated_at": updated_at, **body}
+
+
+def stats_payload(stats: dict[str, Any], *, device: str, ts: str, accelerator: str,
+                  outbox_depth: int, events_dropped: int) -> dict[str, Any]:
+    payload: dict[str, Any] = {"device": device, "ts": ts, "accelerator": accelerator}
+    payload.update(stats)
+    payload.update(outbox_depth=outbox_depth, events_dropped=events_dropped)
+    return payload
+
+
+def dumps(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of one payload kind, from the installed package."""
+    if name not in SCHEMA_NAMES:
+        raise KeyError(f"no schema named {name!r} (known: {', '.join(SCHEMA_NAMES)})")
+    text = resources.files("edge_agent").joinpath("schemas", f"{name}.schema.json").read_text(
+        encoding="utf-8")
+    return json.loads(text)
+
+
+def track_entry(track: Any) -> dict[str, Any]:
+    """One face of `state` from a tracker Track (same rounding as the pipeline's FaceResult)."""
+    return {"track": track.id, "emotion": track.emotion,
+            "emotion_scores": _scores(track.emotion_scores), "age": _round(track.age, 1),
+            "gender": track.gender, "gender_score": _round(track.gender_score, 3)}
