@@ -1,0 +1,152 @@
+"""The notify protocol on real datagram sockets (a path and an abstract one) and the journal
+handler on a real socket standing in for journald's."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import struct
+
+import pytest
+
+from edge_agent import logs
+from edge_agent.notify import Notifier, socket_address
+
+
+def receive_all(server: socket.socket) -> list[str]:
+    server.settimeout(1.0)
+    messages = []
+    while True:
+        try:
+            messages.append(server.recv(4096).decode())
+        except TimeoutError:
+            return messages
+        server.settimeout(0.05)
+
+
+@pytest.fixture
+def path_socket(tmp_path):
+    path = tmp_path / "notify.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(path))
+    yield str(path), server
+    server.close()
+
+
+def test_messages_reach_a_path_socket(path_socket):
+    address, server = path_socket
+    notifier = Notifier({"NOTIFY_SOCKET": address}, use_systemd_python=False)
+    assert notifier.ready("3.0 fps")
+    assert notifier.watchdog()
+    assert notifier.status("12.0 fps, 1 face\ncamera ok")
+    assert notifier.reloading()
+    assert notifier.stopping()
+    notifier.close()
+    messages = receive_all(server)
+    assert messages[:3] == ["READY=1\nSTATUS=3.0 fps", "WATCHDOG=1",
+                            "STATUS=12.0 fps, 1 face camera ok"]
+    assert messages[3].startswith("RELOADING=1\nMONOTONIC_USEC=")
+    assert messages[4] == "STOPPING=1"
+
+
+def test_messages_reach_an_abstract_socket():
+    name = f"edge-agent-test-{os.getpid()}"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(b"\0" + name.encode())
+    try:
+        notifier = Notifier({"NOTIFY_SOCKET": "@" + name}, use_systemd_python=False)
+        assert socket_address("@" + name) == b"\0" + name.encode()
+        assert notifier.ready()
+        assert receive_all(server) == ["READY=1"]
+    finally:
+        server.close()
+
+
+def test_without_notify_socket_everything_is_a_no_op():
+    notifier = Notifier({})
+    assert not notifier.enabled
+    assert not notifier.ready() and not notifier.watchdog()
+    assert notifier.watchdog_interval_s is None
+
+
+def test_watchdog_interval_is_half_the_timeout_and_only_for_our_pid():
+    env = {"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "30000000"}
+    assert Notifier(env).watchdog_interval_s == 15.0
+    assert Notifier({**env, "WATCHDOG_PID": str(os.getpid())}).watchdog_interval_s == 15.0
+    assert Notifier({**env, "WATCHDOG_PID": "1"}).watchdog_interval_s is None
+    assert Notifier({**env, "WATCHDOG_USEC": "soon"}).watchdog_interval_s is None
+
+
+def test_a_vanished_socket_warns_once_and_never_raises(tmp_path, caplog):
+    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone.sock")},
+                        use_systemd_python=False)
+    with caplog.at_level(logging.WARNING):
+        assert not notifier.ready()
+        assert not notifier.watchdog()
+    assert len([r for r in caplog.records if "cannot notify" in r.message]) == 1
+
+
+def parse_native(data: bytes) -> dict[str, str]:
+    fields, rest = {}, data
+    while rest:
+        line, _, after = rest.partition(b"\n")
+        if b"=" in line:
+            key, _, value = line.partition(b"=")
+            fields[key.decode()] = value.decode()
+            rest = after
+        else:  # binary form: KEY \n u64le length, value, \n
+            (length,) = struct.unpack("<Q", after[:8])
+            fields[line.decode()] = after[8:8 + length].decode()
+            rest = after[8 + length + 1:]
+    return fields
+
+
+def test_journal_records_carry_structured_fields(tmp_path):
+    path = tmp_path / "journal.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(path))
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        assert logs.setup("info", target="journal", journal_socket=path) == "journal"
+        log = logging.getLogger("edge_agent.test")
+        log.info("stats: %d fps", 12, extra={"FPS": 12.5, "camera": "ok"})
+        log.warning("two\nlines")
+        log.debug("not at info level")
+        first, second = (parse_native(server.recv(65536)) for _ in range(2))
+    finally:
+        for handler in root.handlers[:]:
+            root.removeHandler(handler)
+            handler.close()
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+        server.close()
+    assert first["MESSAGE"] == "stats: 12 fps"
+    assert first["PRIORITY"] == "6" and first["SYSLOG_IDENTIFIER"] == "edge-agent"
+    assert first["FPS"] == "12.5" and "camera" not in first and "CAMERA" not in first
+    assert first["LOGGER"] == "edge_agent.test" and first["CODE_FUNC"]
+    assert second["MESSAGE"] == "two\nlines" and second["PRIORITY"] == "4"
+
+
+def test_stderr_when_journald_is_absent(tmp_path):
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        assert logs.setup("info", target="journal",
+                          journal_socket=tmp_path / "absent.sock") == "stderr"
+        assert logs.setup("info", target="auto") in ("stderr", "journal")
+    finally:
+        for handler in root.handlers[:]:
+            root.removeHandler(handler)
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+
+
+@pytest.mark.parametrize(("level", "priority"), [
+    (logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6),
+    (logging.DEBUG, 7)])
+def test_priorities(level, priority):
+    assert logs.priority(level) == priority
