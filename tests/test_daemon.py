@@ -1,0 +1,258 @@
+"""`edge-agent run` as systemd runs it: a real subprocess, a real datagram socket as
+NOTIFY_SOCKET, real models and real video. Nothing inside the daemon is replaced."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from test_camera import MjpegCamera
+
+from edge_agent import config as config_model
+from edge_agent.config import Config
+
+REPO = Path(__file__).resolve().parent.parent
+CLIP = "WolfgangLanger_Pexels.mp4"
+WATCHDOG_USEC = 600_000  # pings every 0.3 s
+
+
+def base_config(tmp_path: Path) -> Config:
+    """Real models: the repository's, or (while they are being built) a TOML file named by
+    $EDGE_AGENT_TEST_MODELS_TOML that points at another models folder."""
+    override = os.environ.get("EDGE_AGENT_TEST_MODELS_TOML")
+    if override:
+        config = config_model.load(Path(override))
+    elif (REPO / "models" / "manifest.json").is_file():
+        config = Config()
+    else:
+        pytest.skip("models/ is not built (make models)")
+    config.accelerator = "cpu"
+    config.mqtt.enabled = False
+    config.state.dir = str(tmp_path / "state")
+    return config
+
+
+def write(path: Path, config: Config) -> Path:
+    path.write_text(config_model.render_toml(config))
+    return path
+
+
+class NotifySocket:
+    """A datagram socket standing in for systemd's; records (time, message)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket.bind(str(path))
+        self.socket.settimeout(0.1)
+        self.messages: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._receive, daemon=True)
+        self._thread.start()
+
+    def _receive(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.socket.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.messages.append((time.monotonic(), data.decode()))
+
+    def lines(self, prefix: str, since: float = 0.0) -> list[str]:
+        return [line for t, message in list(self.messages) if t >= since
+                for line in message.split("\n") if line.startswith(prefix)]
+
+    def wait_for(self, line: str, timeout: float, since: float = 0.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(found == line or found.startswith(line)
+                   for found in self.lines(line.split("=")[0] + "=", since)):
+                return True
+            time.sleep(0.02)
+        return False
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(1)
+        self.socket.close()
+
+
+class Daemon:
+    """`python -m edge_agent.cli run --config FILE` with its stderr collected."""
+
+    def __init__(self, config_path: Path, notify: NotifySocket | None,
+                 watchdog_usec: int | None = WATCHDOG_USEC) -> None:
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM")}
+        env["EDGE_AGENT_LOG"] = "stderr"
+        if notify is not None:
+            env["NOTIFY_SOCKET"] = str(notify.path)
+        if watchdog_usec:
+            env["WATCHDOG_USEC"] = str(watchdog_usec)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config_path)],
+            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.log: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.log.append(line.rstrip("\n"))
+
+    def wait_log(self, text: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.log):
+                return True
+            time.sleep(0.02)
+        return False
+
+    def wait(self, timeout: float) -> int:
+        code = self.process.wait(timeout)
+        self._reader.join(2)
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+    def output(self) -> str:
+        return "\n".join(self.log)
+
+
+@pytest.fixture
+def notify(tmp_path):
+    sock = NotifySocket(tmp_path / "notify.sock")
+    yield sock
+    sock.close()
+
+
+@pytest.fixture
+def daemons():
+    started: list[Daemon] = []
+    yield started
+    for daemon in started:
+        daemon.kill()
+
+
+def test_ready_watchdog_status_reload_and_sigterm(tmp_path, media, notify, daemons):
+    config = base_config(tmp_path)
+    config.camera.source = str(media(CLIP))
+    config.camera.loop = True
+    path = write(tmp_path / "config.toml", config)
+    daemon = Daemon(path, notify)
+    daemons.append(daemon)
+
+    assert notify.wait_for("READY=1", 60), daemon.output()
+    ready_at = time.monotonic()
+    time.sleep(1.5)
+    pings = notify.lines("WATCHDOG=1", since=ready_at)
+    assert 3 <= len(pings) <= 7, pings  # every 0.3 s while frames flow
+    assert notify.wait_for("STATUS=", 3, since=ready_at)
+    status = notify.lines("STATUS=", since=ready_at)[-1]
+    assert " fps, " in status and "camera ok" in status and "broker disabled" in status
+
+    # SIGHUP with a valid file: the new threshold is applied, the camera not reopened.
+    config.detector.score_threshold = 0.8
+    config.camera.width = 320  # needs a restart: reported, not applied
+    write(path, config)
+    hup_at = time.monotonic()
+    daemon.process.send_signal(signal.SIGHUP)
+    assert daemon.wait_log("detector.score_threshold = 0.8 (was 0.5)", 10), daemon.output()
+    assert daemon.wait_log("camera.width = 320 (was 640) needs a restart", 2)
+    assert notify.wait_for("RELOADING=1", 2, since=hup_at)
+    assert notify.wait_for("READY=1", 2, since=hup_at)
+
+    # SIGHUP with an invalid file: rejected with the key named, the old config kept.
+    path.write_text("[detector]\nscore_threshold = 7\n")
+    bad_at = time.monotonic()
+    daemon.process.send_signal(signal.SIGHUP)
+    assert daemon.wait_log("config reload rejected", 10), daemon.output()
+    assert daemon.wait_log("detector.score_threshold = 7: must be at most 1", 1)
+    time.sleep(1.0)
+    assert daemon.process.poll() is None
+    assert len(notify.lines("WATCHDOG=1", since=bad_at)) >= 2  # still running, still pinging
+    assert sum("edge_agent.service: camera file" in line for line in daemon.log) == 1
+
+    # SIGTERM: STOPPING=1, then exit 0 well within 5 s.
+    term_at = time.monotonic()
+    daemon.process.send_signal(signal.SIGTERM)
+    assert daemon.wait(5) == 0, daemon.output()
+    assert time.monotonic() - term_at < 5
+    assert notify.wait_for("STOPPING=1", 1, since=term_at)
+    assert "Traceback" not in daemon.output()
+
+
+def test_a_camera_that_stops_delivering_stops_the_watchdog(tmp_path, media, notify, daemons):
+    """A real network camera that goes silent: pings stop, so systemd would restart us."""
+    with MjpegCamera(media(CLIP), frames=48, fps=24) as camera:
+        config = base_config(tmp_path)
+        config.camera.source = camera.url
+        daemon = Daemon(write(tmp_path / "config.toml", config), notify)
+        daemons.append(daemon)
+        assert notify.wait_for("READY=1", 60), daemon.output()
+        ready_at = time.monotonic()
+        assert len(camera.jpegs) == 48
+        while camera.sent < 48 and time.monotonic() - ready_at < 10:
+            time.sleep(0.05)
+        assert notify.lines("WATCHDOG=1", since=ready_at), "pinged while frames flowed"
+        time.sleep(0.5)  # the last frames through inference
+        stalled_at = time.monotonic()
+        time.sleep(3.0)
+        assert daemon.process.poll() is None
+        assert notify.lines("WATCHDOG=1", since=stalled_at) == []
+        late = time.monotonic()  # the camera counts as stalled after 2 s without frames
+        assert notify.wait_for("STATUS=", 3, since=late)
+        assert "camera stalled" in notify.lines("STATUS=", since=late)[-1]
+        term_at = time.monotonic()
+        daemon.process.send_signal(signal.SIGTERM)
+        assert daemon.wait(5) == 0, daemon.output()
+        assert time.monotonic() - term_at < 5
+
+
+def test_a_finite_file_runs_every_frame_and_exits_0(tmp_path, media, notify, daemons):
+    config = base_config(tmp_path)
+    config.camera.source = str(media("face_noface.mov"))  # 169 frames
+    config.camera.realtime = False
+    daemon = Daemon(write(tmp_path / "config.toml", config), notify)
+    daemons.append(daemon)
+    assert daemon.wait(60) == 0, daemon.output()
+    assert "source ended after 169 frame(s)" in daemon.output()
+    assert notify.wait_for("READY=1", 1) and notify.wait_for("STOPPING=1", 1)
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ("[detector]\nscore_threshold = 1.5\n", "detector.score_threshold = 1.5"),
+    ("[camera]\nsorce = 'auto'\n", "camera.sorce: unknown key"),
+    ("[camera\n", "TOML syntax error at line 1"),
+])
+def test_bad_config_exits_78_before_anything_starts(tmp_path, notify, daemons, text, key):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    daemon = Daemon(path, notify)
+    daemons.append(daemon)
+    assert daemon.wait(30) == 78
+    output = daemon.output()
+    assert key in output and "Traceback" not in output
+    assert notify.lines("READY=1") == []
+
+
+def test_a_missing_source_file_exits_66(tmp_path, notify, daemons):
+    config = base_config(tmp_path)
+    config.camera.source = str(tmp_path / "nope.mp4")
+    daemon = Daemon(write(tmp_path / "config.toml", config), notify)
+    daemons.append(daemon)
+    assert daemon.wait(60) == 66
+    assert "nope.mp4: no such file" in daemon.output()
