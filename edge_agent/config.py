@@ -111,7 +111,7 @@ class StateConfig:
 @dataclass(slots=True)
 class DisplayConfig:
     kind: Literal["none", "ssd1306", "sh1106", "st7789", "framebuffer", "png"] = "none"
-    path: str = "display.png"  # where the png kind writes
+    path: str = "display.png"  # where the png kind writes; a /dev/fbN for framebuffer
     width: int = bounded(128, 8, 4096)
     height: int = bounded(64, 8, 4096)
     color: bool = False
@@ -120,8 +120,9 @@ class DisplayConfig:
     rotation: int = bounded(0, 0, 3)  # quarter turns
     contrast: int = bounded(200, 0, 255)
     fps: float = bounded(5.0, 0.2, 60.0)
-    dim_after_s: float = bounded(60.0, 0.0, 86400.0)
+    dim_after_s: float = bounded(60.0, 0.0, 86400.0)  # no face for this long: dim; 0 never
     night_off: str = ""  # e.g. "23:00-07:00"; empty keeps the panel on
+    shift: bool = True  # move the picture by 1 px every 3 minutes against OLED burn-in
 
 
 @dataclass(slots=True)
