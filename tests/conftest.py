@@ -14,3 +14,7 @@ from edge_agent.samples import sample
 def media() -> Callable[[str], Path]:
     """`media("single_face.mp4")`: path of the verified sample, fetched once per machine."""
     return sample
+
+
+# A running mosquitto on a free 127.0.0.1 port; see tests/mqtt_broker.py.
+from mqtt_broker import mosquitto  # noqa: E402, F401

@@ -8,14 +8,20 @@ scene that drives the real tracker so publishers get genuine TrackEvents.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -202,3 +208,167 @@ def scene(frames: int | None = None, *, start: int = 0) -> Iterator[object]:
         yield FrameResult(index, t, [FaceResult.of(track) for track in tracks],
                           tracker.drain_events())
         index += 1
+
+
+# -- a subscriber that records everything ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+    qos: int
+
+    def json(self) -> Any:
+        return json.loads(self.payload)
+
+
+class Collector:
+    """A paho subscriber recording every message. `persistent` keeps its session (and
+    queued QoS 1 messages) on the broker across its own and the broker's restarts."""
+
+    def __init__(self, broker: Mosquitto, topics: tuple[str, ...] = ("#",), *,
+                 client_id: str = "", persistent: bool = False,
+                 tls: dict[str, Path] | None = None) -> None:
+        import paho.mqtt.client as paho
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.broker = broker
+        self.topics = topics
+        self.messages: list[Received] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2,
+                                  client_id=client_id or f"collector-{uuid.uuid4().hex[:8]}",
+                                  protocol=paho.MQTTv311, clean_session=not persistent)
+        if tls is not None:
+            self.client.tls_set(ca_certs=str(tls["ca"]), certfile=str(tls["client_cert"]),
+                                keyfile=str(tls["client_key"]))
+        self.client.reconnect_delay_set(0.05, 0.5)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *_args: self._subscribed.set()
+        self.client.on_message = self._on_message
+
+    def _on_connect(self, client: Any, _userdata: Any, _flags: Any, reason: Any,
+                    _properties: Any) -> None:
+        if not reason.is_failure:
+            client.subscribe([(topic, 1) for topic in self.topics])
+
+    def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
+        with self._lock:
+            self.messages.append(Received(message.topic, bytes(message.payload),
+                                          bool(message.retain), message.qos))
+
+    def start(self, timeout: float = 5.0) -> Collector:
+        self.client.connect(self.broker.host, self.broker.port, keepalive=10)
+        self.client.loop_start()
+        if not self._subscribed.wait(timeout):
+            self.stop()
+            raise RuntimeError("the collector did not get its SUBACK")
+        return self
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def __enter__(self) -> Collector:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def snapshot(self, suffix: str = "") -> list[Received]:
+        with self._lock:
+            return [m for m in self.messages if m.topic.endswith(suffix)]
+
+    def events(self) -> list[dict[str, Any]]:
+        return [m.json() for m in self.snapshot("/events")]
+
+    def seqs(self) -> list[int]:
+        return [event["seq"] for event in self.events()]
+
+    def wait(self, predicate: Callable[[Collector], bool], timeout: float) -> bool:
+        return wait_until(lambda: predicate(self), timeout)
+
+
+def first_occurrences(seqs: list[int]) -> list[int]:
+    """The sequence with redeliveries removed (QoS 1 is at least once)."""
+    seen: set[int] = set()
+    return [s for s in seqs if not (s in seen or seen.add(s))]  # type: ignore[func-returns-value]
+
+
+# -- a publisher in its own process (to SIGKILL it) -----------------------------------------
+
+
+def publisher_config(host: str, port: int, state_dir: Path, device: str = "test-device",
+                     **mqtt: Any) -> Any:
+    from edge_agent.config import Config
+
+    config = Config(device_id=device)
+    config.state.dir = str(state_dir)
+    config.mqtt.host, config.mqtt.port = host, port
+    config.mqtt.reconnect_min_s, config.mqtt.reconnect_max_s = 0.05, 0.5
+    for key, value in mqtt.items():
+        setattr(config.mqtt, key, value)
+    return config
+
+
+class PublisherProcess:
+    """`python tests/mqtt_broker.py publish '<json>'`: a publisher fed by `scene`, printing
+    `seq N` after each frame with events and `done` at the end, then idling until killed."""
+
+    def __init__(self, host: str, port: int, state_dir: Path, *, frames: int, start: int = 0,
+                 interval: float = 0.005) -> None:
+        options = {"host": host, "port": port, "state_dir": str(state_dir), "frames": frames,
+                   "start": start, "interval": interval}
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "publish", json.dumps(options)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.strip())
+
+    def wait_line(self, text: str, timeout: float) -> bool:
+        return wait_until(lambda: text in self.lines or self.process.poll() is not None,
+                          timeout) and text in self.lines
+
+    @property
+    def last_seq(self) -> int:
+        seqs = [int(line.split()[1]) for line in list(self.lines) if line.startswith("seq ")]
+        return max(seqs, default=0)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+        self._reader.join(5)
+
+    def stderr(self) -> str:
+        return self.process.stderr.read() if self.process.stderr else ""
+
+
+def _publish_main(options: dict[str, Any]) -> None:
+    from edge_agent.publish import MqttPublisher
+
+    config = publisher_config(options["host"], options["port"], Path(options["state_dir"]))
+    publisher = MqttPublisher(config)
+    publisher.start()
+    for result in scene(options["frames"], start=options["start"]):
+        publisher.publish_frame(result, time.time())  # type: ignore[arg-type]
+        if result.events:  # type: ignore[attr-defined]
+            print(f"seq {publisher.last_seq}", flush=True)
+        time.sleep(options["interval"])
+    print("done", flush=True)
+    time.sleep(600)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "publish":
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        _publish_main(json.loads(sys.argv[2]))

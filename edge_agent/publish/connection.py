@@ -81,7 +81,7 @@ class Connection:
                    connect_timeout_s: float = CONNECT_TIMEOUT_S) -> paho.Client:
         """A fresh paho client (callback API 2) set up for this connection, not yet connected."""
         v5 = self.protocol == "5"
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, userdata={},
                              protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
                              clean_session=None if v5 else True)
         if self.username:
@@ -93,6 +93,7 @@ class Connection:
         client.connect_timeout = connect_timeout_s
         client.max_inflight_messages_set(0)  # the publisher keeps its own window
         client.max_queued_messages_set(0)
+        client.on_log = _remember_errors
         return client
 
     def open(self, client: paho.Client) -> None:
@@ -107,6 +108,22 @@ class Connection:
             reason = describe_error(error)
             raise MqttError(f"cannot reach MQTT broker {self.address}: {reason}",
                             reason) from None
+
+
+_SSL_LOCATION = re.compile(r"\s*\(_ssl\.c:\d+\)")
+_SOCKET_ERROR = re.compile(r"^failed to receive on socket: (\[[A-Z0-9_: ]+\] )?")
+
+
+def _remember_errors(_client: paho.Client, userdata: Any, level: int, message: str) -> None:
+    """paho reports why a socket died only to its log: keep the last error in the userdata."""
+    if level == paho.MQTT_LOG_ERR and isinstance(userdata, dict):
+        userdata["error"] = _SOCKET_ERROR.sub("", _SSL_LOCATION.sub("", message))
+
+
+def last_error(client: paho.Client) -> str:
+    """The last network error paho logged for this client ('' if none)."""
+    userdata = client.user_data_get()
+    return userdata.get("error", "") if isinstance(userdata, dict) else ""
 
 
 def _password(mqtt: MqttConfig) -> str | None:
@@ -228,8 +245,9 @@ def connect_once(connection: Connection, client_id: str, timeout_s: float,
                             f"{timeout_s:g} s")
         rc = client.loop(timeout=min(0.1, remaining))
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS and "reason" not in result:
+            cause = last_error(client) or describe_rc(rc)
             raise MqttError(f"MQTT broker {connection.address} closed the connection "
-                            f"({describe_rc(rc)})")
+                            f"({cause})", f"connection closed ({cause})")
     reason = result["reason"]
     if reason.is_failure:
         client.disconnect()

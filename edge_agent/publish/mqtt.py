@@ -39,6 +39,7 @@ from edge_agent.publish.connection import (
     check_topic_part,
     connect_once,
     describe_reason,
+    last_error,
 )
 from edge_agent.publish.discovery import discovery_messages, node_id, status_topic
 from edge_agent.publish.messages import (
@@ -126,6 +127,11 @@ class MqttPublisher:
     @property
     def outbox_depth(self) -> int:
         return 0 if self._outbox is None else self._outbox.depth
+
+    @property
+    def last_seq(self) -> int:
+        """The `seq` of the newest event stored (0 before the first, ever)."""
+        return 0 if self._outbox is None else self._outbox.last_seq(self.device_id)
 
     @property
     def events_dropped(self) -> int:
@@ -317,7 +323,8 @@ class MqttPublisher:
                 self._pump(client, now)
             sock = client.socket()
             if sock is None:
-                return f"disconnected: {self._disconnect_reason or 'connection lost'}"
+                cause = self._disconnect_reason or last_error(client) or "connection lost"
+                return f"disconnected: {cause}"
             pending = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
             readable, writable, _ = select.select(
                 [sock, self._wake_r], [sock] if client.want_write() else [], [],

@@ -1,0 +1,320 @@
+"""The MQTT contract against a real mosquitto: every message against its JSON Schema,
+retained topics, Home Assistant discovery, auth, TLS, and the pipeline never waiting."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from datetime import datetime
+from pathlib import Path
+
+import jsonschema
+import pytest
+from mqtt_broker import (
+    Collector,
+    Mosquitto,
+    free_port,
+    password_file,
+    publisher_config,
+    scene,
+    tls_files,
+    wait_until,
+)
+
+from edge_agent.classify import EMOTIONS
+from edge_agent.errors import ConfigError
+from edge_agent.publish import MqttPublisher
+from edge_agent.publish.connection import PASSWORD_ENV, Backoff
+from edge_agent.publish.messages import SCHEMA_NAMES, load_schema
+
+DEVICE = "test-device"
+BASE = f"edge-agent/{DEVICE}"
+STATS = {"fps": 14.5, "latency_ms": {"p50": 41.0, "p95": 60.2, "p99": 75.9},
+         "frames_dropped": 3, "accelerator": "cpu", "cpu_temp_c": None}
+
+
+def schema_for(topic: str) -> str | None:
+    if topic.startswith("homeassistant/"):
+        return "discovery" if topic.endswith("/config") else None
+    return {"availability": "availability", "state": "state", "events": "event",
+            "stats": "stats"}[topic.rsplit("/", 1)[1]]
+
+
+def validate_all(messages) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Validate each message by its topic; returns how many of each kind were seen."""
+    seen: dict[str, int] = {}
+    for message in messages:
+        name = schema_for(message.topic)
+        if name is None:
+            continue
+        instance = (message.payload.decode() if name == "availability"
+                    else json.loads(message.payload))
+        jsonschema.validate(instance, load_schema(name),
+                            format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+        seen[name] = seen.get(name, 0) + 1
+    return seen
+
+
+def test_schemas_are_valid_2020_12_and_agree_with_the_labels():
+    for name in SCHEMA_NAMES:
+        jsonschema.Draft202012Validator.check_schema(load_schema(name))
+    assert load_schema("event")["$defs"]["emotion"]["enum"] == list(EMOTIONS)
+    bad = {"id": "x", "seq": 0}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, load_schema("event"))
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_every_message_validates_and_events_tell_the_scene(
+        mosquitto: Mosquitto, tmp_path: Path, protocol: str):
+    config = publisher_config(mosquitto.host, mosquitto.port, tmp_path, protocol=protocol,
+                              state_interval_s=0.0)
+    with Collector(mosquitto) as collector:
+        publisher = MqttPublisher(config, accelerator="cpu")
+        publisher.start()
+        assert wait_until(lambda: publisher.status == "connected", 5)
+        wall = time.time()
+        for result in scene(40):
+            publisher.publish_frame(result, wall)  # type: ignore[arg-type]
+            wall += 0.1
+            for event in result.events:  # type: ignore[attr-defined]
+                # The retained state follows every event (latest wins; wait for it here).
+                want = (0, None) if event.type == "face_lost" else (1, event.track.emotion)
+                assert collector.wait(lambda c, want=want: c.snapshot("/state") and (
+                    c.snapshot("/state")[-1].json()["face_count"],
+                    c.snapshot("/state")[-1].json()["dominant_emotion"]) == want, 5), want
+        publisher.publish_stats(STATS)
+        assert collector.wait(lambda c: len(c.seqs()) == 16 and c.snapshot("/stats"), 5)
+        # Home Assistant restarted: it says `online`, and gets the four configs again.
+        collector.client.publish("homeassistant/status", "online", qos=1)
+        assert collector.wait(lambda c: len(c.snapshot("/config")) == 8, 5)
+        publisher.stop()
+        assert collector.wait(lambda c: c.snapshot("/availability")[-1:] and
+                              c.snapshot("/availability")[-1].payload == b"offline", 5)
+    counts = validate_all(collector.messages)
+    assert counts["event"] == 16 and counts["discovery"] == 8 and counts["stats"] == 1
+    assert counts["state"] >= 2
+
+    events = collector.events()
+    assert [e["seq"] for e in events] == list(range(1, 17))
+    assert [e["type"] for e in events[:4]] == ["face_appeared", "emotion_changed",
+                                               "emotion_changed", "face_lost"]
+    assert [(e["previous_emotion"], e["emotion"]) for e in events[:4]] == [
+        (None, "happy"), ("happy", "sad"), ("sad", "angry"), (None, "angry")]
+    assert [e["track"] for e in events[::4]] == [1, 2, 3, 4]
+    assert events[3]["duration_s"] == pytest.approx(0.5)  # seen from t=0.0 to 0.5
+    assert events[0]["gender"] == "male" and events[0]["age"] == pytest.approx(31.0, abs=1)
+    assert len({e["id"] for e in events}) == 16
+    # ts is the frame's capture time: frame 1 (appeared) at wall + 0.1 s.
+    first_ts = datetime.fromisoformat(events[0]["ts"].replace("Z", "+00:00")).timestamp()
+    assert first_ts == pytest.approx(wall - 3.9, abs=0.002)
+
+    states = [m.json() for m in collector.snapshot("/state")]
+    assert states[0]["face_count"] == 0
+    shown = [(s["face_count"], s["dominant_emotion"]) for s in states]
+    assert (1, "happy") in shown and (1, "sad") in shown and (1, "angry") in shown
+    assert states[-1]["face_count"] == 0 and states[-1]["dominant_emotion"] is None
+    stats = collector.snapshot("/stats")[0].json()
+    assert stats["fps"] == 14.5 and stats["accelerator"] == "cpu"
+    assert stats["outbox_depth"] >= 0 and stats["events_dropped"] == 0
+    availability = [m.payload for m in collector.snapshot("/availability")]
+    assert availability[0] == b"online" and availability[-1] == b"offline"
+
+
+def test_retained_availability_state_stats_and_discovery_greet_a_late_subscriber(
+        mosquitto: Mosquitto, tmp_path: Path):
+    publisher = MqttPublisher(publisher_config(mosquitto.host, mosquitto.port, tmp_path,
+                                               state_interval_s=0.0))
+    publisher.start()
+    for result in scene(4):
+        publisher.publish_frame(result, time.time())  # type: ignore[arg-type]
+    publisher.publish_stats(STATS)
+    assert wait_until(lambda: publisher.outbox_depth == 0 and publisher.last_seq == 2, 5)
+    with Collector(mosquitto, ("edge-agent/#", "homeassistant/#")) as late:
+        assert late.wait(lambda c: len(c.messages) >= 7, 5)
+        time.sleep(0.2)  # nothing more should come: events are not retained
+        retained = {m.topic: m for m in late.messages}
+        assert all(m.retain for m in late.messages)
+        assert retained[f"{BASE}/availability"].payload == b"online"
+        state = retained[f"{BASE}/state"].json()
+        assert state["face_count"] == 1 and state["faces"][0]["emotion"] == "sad"
+        assert retained[f"{BASE}/stats"].json()["fps"] == 14.5
+        configs = [m.json() for t, m in retained.items() if t.startswith("homeassistant/")]
+        assert sorted(c["unique_id"] for c in configs) == [
+            "edge_agent_test-device_dominant_emotion", "edge_agent_test-device_face_count",
+            "edge_agent_test-device_face_present", "edge_agent_test-device_fps"]
+        assert f"{BASE}/events" not in retained
+        validate_all(late.messages)
+    publisher.stop()
+    with Collector(mosquitto, (f"{BASE}/availability",)) as after:
+        assert after.wait(lambda c: c.messages, 5)
+        assert after.messages[0].payload == b"offline" and after.messages[0].retain
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_wrong_password_is_reported_retried_and_never_logged(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+        protocol: str):
+    users = password_file(tmp_path / "passwd", "agent", "right-secret")
+    with Mosquitto(tmp_path / "broker", anonymous=False, password_file=users) as broker:
+        (tmp_path / "pw").write_text("wrong-secret\n")
+        config = publisher_config(broker.host, broker.port, tmp_path / "state",
+                                  protocol=protocol, username="agent",
+                                  password_file=str(tmp_path / "pw"))
+        publisher = MqttPublisher(config)
+        ok, message = publisher.check(timeout_s=3)
+        assert not ok and "auth failed" in message and "127.0.0.1" in message
+        publisher.start()
+        assert wait_until(lambda: publisher.status.startswith("auth failed"), 5)
+        assert "password" in publisher.status or "authori" in publisher.status
+        for result in scene(10):  # the pipeline goes on; events wait in the outbox
+            publisher.publish_frame(result, time.time())  # type: ignore[arg-type]
+        # It keeps retrying (backoff 0.05..0.5 s): the broker sees several attempts.
+        assert wait_until(lambda: broker.log().count("not authorised") >= 3, 5), broker.log()
+        assert publisher.outbox_depth == 4
+        publisher.stop(flush_timeout_s=0.5)
+
+        # The right password from the environment: the backlog goes out.
+        monkeypatch.setenv(PASSWORD_ENV, "right-secret")
+        config.mqtt.password_file = ""
+        with authed_collector(broker) as collector:
+            again = MqttPublisher(config)
+            assert again.check(timeout_s=3) == (True, f"connected to {broker.host}:"
+                                                f"{broker.port} (MQTT {protocol}, user agent)")
+            again.start()
+            assert collector.wait(lambda c: c.seqs() == [1, 2, 3, 4], 5)
+            again.stop()
+    assert "secret" not in caplog.text
+
+
+def authed_collector(broker: Mosquitto) -> Collector:
+    """A collector on a broker that allows no anonymous clients: give it an account."""
+    collector = Collector(broker, ("edge-agent/#",))
+    collector.client.username_pw_set("agent", "right-secret")
+    return collector
+
+
+def test_tls_with_a_client_certificate(tmp_path: Path):
+    files = tls_files(tmp_path / "pki")
+    with Mosquitto(tmp_path / "broker", tls=files) as broker:
+        config = publisher_config(broker.host, broker.port, tmp_path / "state",
+                                  tls_ca=str(files["ca"]), tls_cert=str(files["client_cert"]),
+                                  tls_key=str(files["client_key"]))
+        with Collector(broker, ("edge-agent/#",), tls=files) as collector:
+            publisher = MqttPublisher(config)
+            ok, message = publisher.check(timeout_s=3)
+            assert ok and "TLS" in message, message
+            publisher.start()
+            for result in scene(10):
+                publisher.publish_frame(result, time.time())  # type: ignore[arg-type]
+            assert collector.wait(lambda c: c.seqs() == [1, 2, 3, 4], 5)
+            publisher.stop()
+            validate_all(collector.messages)
+
+        # Without the client certificate the broker refuses the handshake: a clear reason.
+        config.mqtt.tls_cert = config.mqtt.tls_key = ""
+        ok, message = MqttPublisher(config).check(timeout_s=3)
+        assert not ok and "certificate required" in message, message
+        # A CA that did not sign the server: not trusted.
+        other = tls_files(tmp_path / "other-pki")
+        config.mqtt.tls_ca = str(other["ca"])
+        ok, message = MqttPublisher(config).check(timeout_s=3)
+        assert not ok and "certificate" in message, message
+
+
+def test_config_mistakes_are_one_line_config_errors(tmp_path: Path):
+    def publisher(**mqtt: object) -> MqttPublisher:
+        return MqttPublisher(publisher_config("127.0.0.1", 1883, tmp_path, **mqtt))
+
+    with pytest.raises(ConfigError, match=r"^mqtt\.tls_ca = '/nonexistent/ca\.pem': file not"):
+        publisher(tls_ca="/nonexistent/ca.pem")
+    with pytest.raises(ConfigError, match=r"mqtt\.tls_key is set but mqtt\.tls_cert is empty"):
+        key = tmp_path / "k.pem"
+        key.write_text("x")
+        publisher(tls_key=str(key))
+    with pytest.raises(ConfigError, match=r"mqtt\.password_file = .*: file not found"):
+        publisher(username="u", password_file=str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match=r"mqtt\.topic_prefix = 'a/\+': must not contain"):
+        publisher(topic_prefix="a/+")
+    config = publisher_config("127.0.0.1", 1883, tmp_path)
+    config.device_id = "kitchen/door"
+    with pytest.raises(ConfigError, match=r"device_id = 'kitchen/door'"):
+        MqttPublisher(config)
+    bad_ca = tmp_path / "bad.pem"
+    bad_ca.write_text("not a certificate")
+    with pytest.raises(ConfigError, match=r"mqtt\.tls_ca = .*not a usable CA file"):
+        publisher(tls_ca=str(bad_ca))
+
+
+def test_check_names_an_unreachable_broker(tmp_path: Path):
+    port = free_port()
+    ok, message = MqttPublisher(publisher_config("127.0.0.1", port, tmp_path)).check(1)
+    assert not ok
+    assert message == f"cannot reach MQTT broker 127.0.0.1:{port}: connection refused"
+
+
+def test_publish_frame_never_waits_on_a_broker_that_does_not_answer(tmp_path: Path):
+    """A listener that accepts TCP but never answers CONNECT: the sender waits, not us."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        config = publisher_config("127.0.0.1", silent.getsockname()[1], tmp_path)
+        publisher = MqttPublisher(config)
+        publisher.start()
+        assert wait_until(lambda: publisher.status == "connecting", 2)
+        slowest = 0.0
+        for result in scene(100):
+            start = time.perf_counter()
+            publisher.publish_frame(result, time.time())  # type: ignore[arg-type]
+            publisher.publish_stats(STATS)
+            slowest = max(slowest, time.perf_counter() - start)
+        assert publisher.last_seq == 40 and publisher.outbox_depth == 40
+        assert slowest < 0.05, f"publish_frame took {slowest * 1e3:.1f} ms"
+        start = time.monotonic()
+        publisher.stop(flush_timeout_s=0.5)
+        publisher.stop()
+        assert time.monotonic() - start < 7.5  # bounded by flush + connect timeout
+        assert publisher.status == "disconnected"
+
+
+def test_a_full_outbox_keeps_the_newest_and_counts_the_dropped(tmp_path: Path):
+    port = free_port()
+    config = publisher_config("127.0.0.1", port, tmp_path / "state", outbox_max_events=10)
+    publisher = MqttPublisher(config)
+    publisher.start()
+    for result in scene(40):  # 16 events, broker down
+        publisher.publish_frame(result, time.time())  # type: ignore[arg-type]
+    assert publisher.outbox_depth == 10 and publisher.events_dropped == 6
+    with Mosquitto(tmp_path / "broker", port=port) as broker, Collector(broker) as collector:
+        publisher.publish_stats(STATS)
+        assert collector.wait(lambda c: len(c.seqs()) == 10 and c.snapshot("/stats"), 5)
+        assert collector.seqs() == list(range(7, 17))
+        assert collector.snapshot("/stats")[0].json()["events_dropped"] == 6
+        publisher.stop()
+
+
+def test_backoff_doubles_with_jitter_up_to_the_cap():
+    low = Backoff(1.0, 8.0, rng=lambda: 0.0)
+    high = Backoff(1.0, 8.0, rng=lambda: 1.0)
+    assert [low.next() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert [high.next() for _ in range(6)] == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    high.reset()
+    assert high.next() == 1.0
+
+
+def test_publish_frame_before_start_is_a_programming_error(tmp_path: Path):
+    publisher = MqttPublisher(publisher_config("127.0.0.1", 1883, tmp_path))
+    with pytest.raises(RuntimeError, match="start"):
+        publisher.publish_frame(next(scene(1)), time.time())  # type: ignore[arg-type]
+    publisher.stop()  # stopping what never started is fine
+
+
+def test_password_is_taken_from_the_environment_without_a_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(PASSWORD_ENV, "from-env")
+    publisher = MqttPublisher(publisher_config("127.0.0.1", 1883, tmp_path, username="u"))
+    assert publisher.connection.password == "from-env"
+    assert "from-env" not in repr(publisher.connection)
+    assert os.environ[PASSWORD_ENV] == "from-env"

@@ -1,0 +1,109 @@
+"""The durable outbox on its own: order, persisted sequence numbers, bounds, recovery."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from edge_agent.errors import ConfigError
+from edge_agent.publish.outbox import Outbox
+
+
+def _payloads(n: int) -> list[dict]:
+    return [{"n": i, "pad": "x" * 100} for i in range(n)]
+
+
+def _seqs(outbox: Outbox) -> list[int]:
+    return [json.loads(payload)["seq"] for _, _, payload in outbox.read(0, 10_000)]
+
+
+def test_rows_come_back_in_order_with_consecutive_seq_and_go_when_deleted(tmp_path: Path):
+    outbox = Outbox(tmp_path / "o.sqlite3")
+    assert outbox.append("a/events", _payloads(3), seq_key="dev") == [1, 2, 3]
+    assert outbox.append("a/events", _payloads(2), seq_key="dev") == [4, 5]
+    rows = outbox.read(0, 100)
+    assert [row[1] for row in rows] == ["a/events"] * 5
+    assert _seqs(outbox) == [1, 2, 3, 4, 5]
+    assert outbox.depth == 5 and outbox.size_bytes == sum(len(r[1]) + len(r[2]) for r in rows)
+    assert [row[0] for row in outbox.read(rows[1][0], 2)] == [rows[2][0], rows[3][0]]
+    outbox.delete([rows[0][0], rows[2][0], 999_999])
+    assert _seqs(outbox) == [2, 4, 5] and outbox.depth == 3
+    outbox.close()
+
+
+def test_seq_and_backlog_survive_a_reopen_and_keys_are_separate(tmp_path: Path):
+    path = tmp_path / "o.sqlite3"
+    outbox = Outbox(path)
+    outbox.append("t", _payloads(4), seq_key="dev")
+    outbox.delete([row[0] for row in outbox.read(0, 4)])
+    outbox.append("t", _payloads(1), seq_key="dev")
+    outbox.close()
+    again = Outbox(path)
+    assert again.depth == 1 and _seqs(again) == [5]
+    assert again.append("t", _payloads(1), seq_key="dev") == [6]
+    assert again.append("t", _payloads(1), seq_key="other") == [1]
+    assert again.last_seq("dev") == 6
+    again.close()
+
+
+def test_an_unclosed_outbox_still_has_every_committed_row(tmp_path: Path):
+    """What a SIGKILL leaves: the WAL was never checkpointed, the connection never closed."""
+    path = tmp_path / "o.sqlite3"
+    first = Outbox(path, sync="normal")
+    first.append("t", _payloads(7), seq_key="dev")
+    assert Path(f"{path}-wal").exists()
+    second = Outbox(path)  # a new process would open it like this
+    assert _seqs(second) == list(range(1, 8))
+    second.close()
+
+
+def test_count_bound_drops_the_oldest_and_counts_them(tmp_path: Path):
+    path = tmp_path / "o.sqlite3"
+    outbox = Outbox(path, max_events=10)
+    for _ in range(4):
+        outbox.append("t", _payloads(4), seq_key="dev")
+    assert outbox.depth == 10 and outbox.dropped == 6
+    assert _seqs(outbox) == list(range(7, 17))
+    outbox.close()
+    reopened = Outbox(path, max_events=10)
+    assert reopened.dropped == 6 and reopened.depth == 10
+    reopened.close()
+
+
+def test_byte_bound_drops_the_oldest(tmp_path: Path):
+    outbox = Outbox(tmp_path / "o.sqlite3", max_bytes=10_000)
+    for _ in range(20):
+        outbox.append("t", _payloads(5), seq_key="dev")
+    assert outbox.size_bytes <= 10_000
+    seqs = _seqs(outbox)
+    assert seqs == list(range(100 - len(seqs) + 1, 101))  # the newest, contiguous
+    assert outbox.dropped == 100 - len(seqs) > 0
+    outbox.close()
+
+
+def test_a_corrupt_file_is_moved_aside_and_a_new_outbox_starts(tmp_path: Path, caplog):
+    path = tmp_path / "o.sqlite3"
+    path.write_bytes(b"this is not a database at all" * 100)
+    outbox = Outbox(path)
+    assert outbox.append("t", _payloads(1), seq_key="dev") == [1]
+    outbox.close()
+    assert [p.name for p in tmp_path.glob("o.sqlite3.corrupt-*")]
+    assert "moved aside" in caplog.text
+
+
+def test_an_unwritable_state_dir_is_a_config_error(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match=r"state\.dir"):
+        Outbox(blocker / "sub" / "o.sqlite3")
+
+
+def test_a_closed_outbox_raises_a_sqlite_error(tmp_path: Path):
+    outbox = Outbox(tmp_path / "o.sqlite3")
+    outbox.close()
+    outbox.close()  # idempotent
+    with pytest.raises(sqlite3.Error):
+        outbox.append("t", _payloads(1), seq_key="dev")
