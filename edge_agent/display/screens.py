@@ -302,11 +302,15 @@ class Renderer:
         left, top, right, bottom = box
         width, height = right - left, bottom - top
         gap = max(2, width // 40)
-        if width >= 1.25 * height:  # landscape: picture left, text right
-            thumb = (left, top, left + round(width * 0.58), bottom)
+        frame_h, frame_w = state.frame.shape[:2]
+        side_w, top_h = round(width * 0.58), round(height * 0.58)
+        side = min(side_w / frame_w, height / frame_h)  # picture left, text right
+        above = min(width / frame_w, top_h / frame_h)  # picture on top, text below
+        if width >= 1.25 * height and side > above:
+            thumb = (left, top, left + side_w, bottom)
             rest = (thumb[2] + gap, top, right, bottom)
-        else:  # square or portrait: picture on top, text below
-            thumb = (left, top, right, top + round(height * 0.58))
+        else:
+            thumb = (left, top, right, top + top_h)
             rest = (left, thumb[3] + gap, right, bottom)
         picture = thumbnail(state.frame, state.faces, thumb[2] - thumb[0], thumb[3] - thumb[1])
         x = thumb[0] + (thumb[2] - thumb[0] - picture.width) // 2
