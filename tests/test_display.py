@@ -368,3 +368,36 @@ def test_spi_panel_without_spi_libraries_says_what_to_install() -> None:
         pytest.skip("spidev and RPi.GPIO are installed here")
     with pytest.raises(DisplayError, match=r"display-spi"):
         open_display(DisplayConfig(kind="st7789", width=240, height=240, color=True))
+
+
+def test_missing_framebuffer_is_a_clear_error() -> None:
+    if Path("/dev/fb7").exists():
+        pytest.skip("this machine has /dev/fb7")
+    with pytest.raises(DisplayError, match=r"/dev/fb7"):
+        open_display(DisplayConfig(kind="framebuffer", path="/dev/fb7"))
+    with pytest.raises(ConfigError, match=r"display\.rotation"):
+        open_display(DisplayConfig(kind="framebuffer", path="/dev/fb7", rotation=1))
+
+
+def test_a_panel_that_stops_answering_does_not_stop_the_thread(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    display = panel(tmp_path, fps=50.0)
+    real = display.device.display
+    calls = []
+
+    def flaky(image: Image.Image) -> None:  # the bus fails twice, then recovers
+        calls.append(image)
+        if len(calls) <= 2:
+            raise OSError(121, "Remote I/O error")
+        real(image)
+
+    monkeypatch.setattr(display.device, "display", flaky)
+    display.update(state([face()]))
+    display.start()
+    try:
+        deadline = time.monotonic() + 5
+        while display.frames_shown == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        display.stop()
+    assert len(calls) >= 3 and display.frames_shown >= 1
