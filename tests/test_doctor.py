@@ -1,0 +1,104 @@
+"""`edge-agent check` on real models, real video, a real broker and the png panel."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from test_daemon import base_config, write
+
+from edge_agent import config as config_model
+from edge_agent import doctor
+from edge_agent.models import DEFAULT_MODELS_DIR
+
+CLIP = "WolfgangLanger_Pexels.mp4"
+
+
+def run(path: Path | None, capsys) -> tuple[int, dict[str, tuple[str, str]]]:
+    code = doctor.main(argparse.Namespace(config=str(path) if path else None))
+    out = capsys.readouterr().out
+    rows = {}
+    for line in out.splitlines()[1:]:
+        name, result, detail = line.split(None, 2)
+        rows[name] = (result, detail)
+    return code, rows
+
+
+@pytest.fixture
+def good(tmp_path, media):
+    config = base_config(tmp_path)
+    config.camera.source = str(media(CLIP))
+    config.display.kind = "png"
+    config.display.path = str(tmp_path / "panel.png")
+    (tmp_path / "state").mkdir()
+    return config
+
+
+def test_a_ready_device_passes_every_check(tmp_path, good, capsys):
+    code, rows = run(write(tmp_path / "c.toml", good), capsys)
+    assert code == 0, rows
+    assert list(rows) == ["config", "models", "accelerator", "runtime", "camera", "broker",
+                          "display", "state"]
+    assert rows["models"][0] == "ok" and "match their checksums" in rows["models"][1]
+    assert rows["accelerator"] == ("ok", "CPU (accelerator = \"cpu\")")
+    assert "ms on cpu" in rows["runtime"][1]
+    assert rows["camera"][0] == "ok" and "640x360 frame" in rows["camera"][1]
+    assert rows["broker"] == ("skip", "mqtt.enabled = false")
+    assert rows["display"][0] == "ok" and rows["state"][0] == "ok"
+
+
+def test_broker_is_connected_to(tmp_path, good, capsys, mosquitto):
+    good.mqtt.enabled = True
+    good.mqtt.host, good.mqtt.port = mosquitto.host, mosquitto.port
+    code, rows = run(write(tmp_path / "c.toml", good), capsys)
+    assert code == 0 and rows["broker"][0] == "ok", rows
+    assert f"{mosquitto.port}" in rows["broker"][1]
+
+
+def test_an_unreachable_broker_fails_with_exit_1(tmp_path, good, capsys):
+    good.mqtt.enabled = True
+    good.mqtt.host, good.mqtt.port = "127.0.0.1", 9  # nothing listens on discard
+    code, rows = run(write(tmp_path / "c.toml", good), capsys)
+    assert code == 1 and rows["broker"][0] == "FAIL"
+    assert rows["camera"][0] == "ok"  # the other checks still ran
+
+
+def test_an_altered_model_fails_its_checksum(tmp_path, good, capsys):
+    source = Path(good.models.dir) if good.models.dir else DEFAULT_MODELS_DIR
+    models = tmp_path / "models"
+    shutil.copytree(source, models)
+    victim = next(p for p in sorted(models.glob("*.tflite")) if "blazeface" in p.name)
+    victim.write_bytes(victim.read_bytes()[:-100])
+    good.models.dir = str(models)
+    code, rows = run(write(tmp_path / "c.toml", good), capsys)
+    assert code == 1
+    assert rows["models"][0] == "FAIL" and "checksum" in rows["models"][1]
+    assert rows["runtime"][0] == "skip"
+
+
+def test_a_missing_camera_source_fails(tmp_path, good, capsys):
+    good.camera.source = str(tmp_path / "gone.mp4")
+    code, rows = run(write(tmp_path / "c.toml", good), capsys)
+    assert code == 1 and rows["camera"][0] == "FAIL" and "gone.mp4" in rows["camera"][1]
+
+
+def test_an_invalid_config_fails_first_and_skips_the_rest(tmp_path, capsys):
+    path = tmp_path / "c.toml"
+    path.write_text("[detector]\nscore_threshold = 3\n")
+    code, rows = run(path, capsys)
+    assert code == 1
+    assert rows["config"][0] == "FAIL" and "detector.score_threshold = 3" in rows["config"][1]
+    assert {result for name, (result, _) in rows.items() if name != "config"} == {"skip"}
+
+
+def test_check_needs_no_models_to_report_their_absence(tmp_path, capsys):
+    config = config_model.Config()
+    config.models.dir = str(tmp_path / "empty")
+    config.mqtt.enabled = False
+    config.camera.source = str(tmp_path / "none.mp4")
+    os.makedirs(tmp_path / "empty")
+    code, rows = run(write(tmp_path / "c.toml", config), capsys)
+    assert code == 1 and rows["models"][0] == "FAIL" and "manifest" in rows["models"][1]
