@@ -256,3 +256,45 @@ def test_a_missing_source_file_exits_66(tmp_path, notify, daemons):
     daemons.append(daemon)
     assert daemon.wait(60) == 66
     assert "nope.mp4: no such file" in daemon.output()
+
+
+def test_the_whole_appliance_with_a_real_broker_and_panel(tmp_path, media, notify, daemons,
+                                                          mosquitto):
+    """Camera → pipeline → MQTT (real mosquitto) and the png panel, under the notify socket."""
+    import jsonschema
+    from mqtt_broker import Collector
+
+    from edge_agent.publish.messages import load_schema
+
+    config = base_config(tmp_path)
+    config.device_id = "daemon-test"
+    config.camera.source = str(media(CLIP))
+    config.camera.loop = True
+    config.mqtt.enabled = True
+    config.mqtt.host, config.mqtt.port = mosquitto.host, mosquitto.port
+    config.mqtt.stats_interval_s = 1.0
+    config.mqtt.discovery = False
+    config.display.kind = "png"
+    config.display.path = str(tmp_path / "panel.png")
+    with Collector(mosquitto, ("edge-agent/daemon-test/#",)) as collector:
+        daemon = Daemon(write(tmp_path / "config.toml", config), notify)
+        daemons.append(daemon)
+        assert notify.wait_for("READY=1", 60), daemon.output()
+        assert collector.wait(lambda c: len(c.snapshot("/stats")) >= 2, 10), daemon.output()
+        stats = collector.snapshot("/stats")[-1].json()
+        jsonschema.validate(stats, load_schema("stats"))
+        assert stats["fps"] > 5 and stats["camera"] == "ok" and stats["accelerator"] == "cpu"
+        assert set(stats["latency_ms"]) == {"p50", "p95", "p99"}
+        assert stats["uptime_s"] > 0
+        assert collector.wait(lambda c: any(m.json()["face_count"] == 1
+                                            for m in c.snapshot("/state")), 10)
+        assert notify.wait_for("STATUS=", 3, since=time.monotonic())
+        assert "broker connected" in notify.lines("STATUS=")[-1]
+        assert (tmp_path / "panel.png").stat().st_size > 0
+        term_at = time.monotonic()
+        daemon.process.send_signal(signal.SIGTERM)
+        assert daemon.wait(5) == 0, daemon.output()
+        assert time.monotonic() - term_at < 5
+        assert collector.wait(lambda c: c.snapshot("/availability")[-1:] and
+                              c.snapshot("/availability")[-1].payload == b"offline", 5)
+    assert "Traceback" not in daemon.output()
