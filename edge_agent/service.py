@@ -334,7 +334,11 @@ class Daemon:
     # -- the main loop --------------------------------------------------------------------
     def run(self) -> int:
         self.install_signals()
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self._abort()
+            raise
         watchdog = self.notifier.watchdog_interval_s
         now = time.monotonic()
         next_ping = now + (watchdog or 0.0)
@@ -429,6 +433,17 @@ class Daemon:
             logging.shutdown()
             os._exit(EX_SOFTWARE)
         return 0
+
+    def _abort(self) -> None:
+        """Startup failed part way: release what was opened, then let the error through."""
+        self._stop.set()
+        if self.capture is not None:
+            self.capture.stop(timeout=0.5)
+        if self.display is not None:
+            self.display.stop()
+        if self.publisher is not None:
+            self._stop_publisher(time.monotonic() + 2.0)
+        self.notifier.close()
 
     def _close_tracks(self) -> None:
         """End every open track, so subscribers see the faces leave."""

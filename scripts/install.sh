@@ -232,6 +232,11 @@ install_program() {
     fi
     # Editable, so the package finds models/ beside it in $APP; pip honours PIP_* settings.
     run "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$APP"
+    if is_pi; then
+        # apt's simplejpeg (imported by picamera2) is built for Debian's numpy 1.x; the
+        # venv's numpy 2 needs the PyPI build, or `import picamera2` fails.
+        run "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check simplejpeg
+    fi
     # The service's /opt is read-only (ProtectSystem=strict): compile the bytecode now.
     run "$VENV/bin/python" -m compileall -q "$APP/edge_agent"
 }

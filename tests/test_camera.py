@@ -347,6 +347,16 @@ def test_picamera2_failure_is_lost_and_the_camera_reopened(picamera2):
         capture.stop()
 
 
+def test_picamera2_with_the_wrong_numpy_says_how_to_fix_it(monkeypatch):
+    class Broken(types.ModuleType):
+        def __getattr__(self, name):
+            raise ValueError("numpy.dtype size changed, may indicate binary incompatibility")
+
+    monkeypatch.setitem(sys.modules, "picamera2", Broken("picamera2"))
+    with pytest.raises(InputError, match="pip install simplejpeg"):
+        Picamera2Source(640, 480, 30.0)
+
+
 def test_no_picamera2_camera_attached_is_lost_not_fatal(monkeypatch):
     def absent(camera_num=0):
         raise IndexError("list index out of range")

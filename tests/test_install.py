@@ -102,12 +102,14 @@ def test_dry_run_prints_every_step_and_changes_nothing(tmp_path):
     assert re.search(r"apt-get install .*python3-venv .*python3-picamera2 .*mosquitto", out)
     assert "libedgetpu1-std" in out
     assert "-m venv --system-site-packages /opt/edge-agent/venv" in out
+    assert re.search(r"pip install .*simplejpeg", out)  # picamera2 with the venv's numpy
     assert "useradd --system" in out and "edge-agent" in out
     assert "install -D -m 0644" in out and "/etc/edge-agent/config.toml" in out
     assert "systemctl enable edge-agent.service" in out
     assert "systemctl restart edge-agent.service" in out
     plain = install("--dry-run", "--no-pi", "--root", str(root)).stdout
     assert "python3-picamera2" not in plain and "mosquitto" not in plain
+    assert "simplejpeg" not in plain
     assert list(root.iterdir()) == []  # nothing written
     gone = install("--dry-run", "--uninstall")
     assert gone.returncode == 0

@@ -109,6 +109,11 @@ class Picamera2Source:
             raise InputError(
                 f"camera.source = 'picamera2': cannot import picamera2 ({error}); install "
                 "python3-picamera2 and create the venv with --system-site-packages") from None
+        except ValueError as error:  # apt's simplejpeg is built for numpy 1, the venv has 2
+            raise InputError(
+                f"camera.source = 'picamera2': picamera2 does not load with this numpy "
+                f"({error}); run `pip install simplejpeg` in the venv (install.sh does)"
+            ) from None
         self.fps: float | None = fps
         try:
             self._camera = Picamera2(camera_num)
