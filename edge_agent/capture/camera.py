@@ -286,7 +286,8 @@ class Capture:
     def stop(self, timeout: float = 1.0) -> None:
         self._stop.set()
         self.mailbox.close()
-        self._thread.join(timeout)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout)
         if not self._thread.is_alive():
             self._close_source()
         if self._state not in ("ended", "failed"):
