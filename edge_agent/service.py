@@ -84,8 +84,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 class Stats:
-    """Counters the inference thread writes and the main thread reads (ints and a deque:
-    safe enough without a lock for monitoring numbers)."""
+    """Counters the inference thread writes and the main thread reads."""
 
     def __init__(self) -> None:
         self.started = time.monotonic()
@@ -93,26 +92,32 @@ class Stats:
         self.faces = 0
         self._times: deque[float] = deque()
         self._latency_ms: list[float] = []
+        self._lock = threading.Lock()
 
     def record(self, latency_ms: float, faces: int) -> None:
         now = time.monotonic()
-        self.processed += 1
-        self.faces = faces
-        self._times.append(now)
-        self._latency_ms.append(latency_ms)
-        if len(self._latency_ms) > 10_000:
-            del self._latency_ms[:5_000]
+        with self._lock:
+            self.processed += 1
+            self.faces = faces
+            self._times.append(now)
+            self._latency_ms.append(latency_ms)
+            if len(self._latency_ms) > 10_000:
+                del self._latency_ms[:5_000]
 
     @property
     def fps(self) -> float:
+        """Frames processed per second over the last FPS_WINDOW_S."""
         now = time.monotonic()
-        while self._times and now - self._times[0] > FPS_WINDOW_S:
-            self._times.popleft()
+        with self._lock:
+            while self._times and now - self._times[0] > FPS_WINDOW_S:
+                self._times.popleft()
+            count = len(self._times)
         span = min(FPS_WINDOW_S, now - self.started)
-        return len(self._times) / span if span > 0.5 else 0.0
+        return count / span if span > 0.5 else 0.0
 
     def take_latencies(self) -> list[float]:
-        values, self._latency_ms = self._latency_ms, []
+        with self._lock:
+            values, self._latency_ms = self._latency_ms, []
         return values
 
 
@@ -234,20 +239,22 @@ class Daemon:
             self._wake.set()
 
     def _publish(self, result: Any, wall: float) -> None:
-        if self.publisher is None:
+        publisher = self.publisher
+        if publisher is None:
             return
         try:
-            self.publisher.publish_frame(result, wall)
+            publisher.publish_frame(result, wall)
         except Exception as error:
             log.error("publishing a frame failed: %s", error)
 
     def _show(self, result: Any, image: Any) -> None:
-        if self.display is None:
+        display = self.display  # the main thread may swap it on SIGHUP
+        if display is None:
             return
         from edge_agent.display import DisplayState
 
         try:
-            self.display.update(DisplayState(
+            display.update(DisplayState(
                 faces=result.faces, frame=image, fps=self.stats.fps, broker=self.broker,
                 camera=self.camera_state, faults=list(self.faults), ip=self.ip,
                 wall=time.time()))
