@@ -12,7 +12,8 @@ from test_daemon import base_config, write
 
 from edge_agent import config as config_model
 from edge_agent import doctor
-from edge_agent.models import DEFAULT_MODELS_DIR
+from edge_agent.models import DEFAULT_MODELS_DIR, resolve
+from edge_agent.pipeline import BLAZEFACE
 
 CLIP = "WolfgangLanger_Pexels.mp4"
 
@@ -70,7 +71,8 @@ def test_an_altered_model_fails_its_checksum(tmp_path, good, capsys):
     source = Path(good.models.dir) if good.models.dir else DEFAULT_MODELS_DIR
     models = tmp_path / "models"
     shutil.copytree(source, models)
-    victim = next(p for p in sorted(models.glob("*.tflite")) if "blazeface" in p.name)
+    detector = BLAZEFACE[good.detector.model][0]
+    victim = resolve(detector, good.models.variant, models).path  # the one the config uses
     victim.write_bytes(victim.read_bytes()[:-100])
     good.models.dir = str(models)
     code, rows = run(write(tmp_path / "c.toml", good), capsys)
