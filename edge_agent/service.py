@@ -224,6 +224,8 @@ class Daemon:
                     pending, self._pending = self._pending, None
                 if pending is not None:
                     self.pipeline.apply_tunables(pending)
+                    log.info("tunables in effect from frame %d (detector.score_threshold = %s)",
+                             frame.index, self.pipeline.detector.score_threshold)
                 result = self.pipeline.process(frame)
                 self.stats.record((time.time() - frame.wall) * 1e3, len(result.faces))
                 self._last_result, self._last_t = result, frame.t

@@ -172,6 +172,7 @@ def test_ready_watchdog_status_reload_and_sigterm(tmp_path, media, notify, daemo
     daemon.process.send_signal(signal.SIGHUP)
     assert daemon.wait_log("detector.score_threshold = 0.8 (was 0.5)", 10), daemon.output()
     assert daemon.wait_log("camera.width = 320 (was 640) needs a restart", 2)
+    assert daemon.wait_log("(detector.score_threshold = 0.8)", 5)  # in the pipeline itself
     assert notify.wait_for("RELOADING=1", 2, since=hup_at)
     assert notify.wait_for("READY=1", 2, since=hup_at)
 
