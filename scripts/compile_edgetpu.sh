@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Compile every full-int8 model in models/ for the Coral Edge TPU.
+#
+# edgetpu_compiler only accepts fully integer-quantised TFLite files, which is why it is run on
+# the *_int8.tflite files alone.  For each models/NAME_int8.tflite it writes
+# models/NAME_int8_edgetpu.tflite (the compiler's own naming) plus a .log beside it.
+# The compiler runs on x86-64 Linux only (Debian package `edgetpu-compiler` from Coral's apt
+# repository); the compiled files then run on the Pi with libedgetpu.
+#
+# Usage: scripts/compile_edgetpu.sh [MODELS_DIR]   (default: models/ next to this script)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+models="${1:-${here}/../models}"
+
+if ! command -v edgetpu_compiler >/dev/null 2>&1; then
+    echo "error: edgetpu_compiler not found on PATH." >&2
+    echo "Install Coral's edgetpu-compiler package (x86-64 Linux), then run this again." >&2
+    exit 1
+fi
+
+shopt -s nullglob
+inputs=("${models}"/*_int8.tflite)
+if [ "${#inputs[@]}" -eq 0 ]; then
+    echo "error: no *_int8.tflite files in ${models}; run 'make models' first." >&2
+    exit 1
+fi
+
+for model in "${inputs[@]}"; do
+    echo "==> ${model}"
+    # -s: print the per-op mapping so a CPU fallback is visible in the log.
+    edgetpu_compiler -s -o "${models}" "${model}"
+done
+echo "done: ${#inputs[@]} model(s) compiled into ${models}"
