@@ -47,7 +47,7 @@ class CameraConfig:
 @dataclass(slots=True)
 class DetectorConfig:
     model: str = "short_range"  # "short_range", "full_range", or a path to an SSD .tflite
-    score_threshold: float = bounded(0.5, 0.0, 1.0)
+    score_threshold: float = bounded(0.65, 0.0, 1.0)
     min_face_size: float = bounded(20.0, 0.0, 4096.0)
 
 

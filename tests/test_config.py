@@ -139,7 +139,7 @@ def test_reload_applies_tunables_and_ignores_the_rest():
     new = config.parse("[detector]\nscore_threshold = 0.8\n[camera]\nwidth = 320\n"
                        "[display]\nfps = 2.0\n[mqtt]\nstats_interval_s = 5.0\n")
     reload = config.merge_reload(running, new)
-    assert reload.applied == {"detector.score_threshold": (0.5, 0.8),
+    assert reload.applied == {"detector.score_threshold": (0.65, 0.8),
                               "display.fps": (5.0, 2.0), "mqtt.stats_interval_s": (30.0, 5.0)}
     assert reload.ignored == {"camera.width": (640, 320)}
     assert reload.config.detector.score_threshold == 0.8

@@ -22,14 +22,11 @@ class AnchorSpec:
     input_size: int
     strides: tuple[int, ...]
     anchors_per_layer: int  # aspect ratio 1.0, plus one interpolated anchor when enabled
-    default_threshold: float
 
 
 # Options from mediapipe's face_detection_short_range_common / full_range_common pbtxt.
-SHORT_RANGE = AnchorSpec(input_size=128, strides=(8, 16, 16, 16), anchors_per_layer=2,
-                         default_threshold=0.5)
-FULL_RANGE = AnchorSpec(input_size=192, strides=(4,), anchors_per_layer=1,
-                        default_threshold=0.6)
+SHORT_RANGE = AnchorSpec(input_size=128, strides=(8, 16, 16, 16), anchors_per_layer=2)
+FULL_RANGE = AnchorSpec(input_size=192, strides=(4,), anchors_per_layer=1)
 
 NMS_IOU = 0.3
 SCORE_CLIP = 100.0
@@ -99,22 +96,18 @@ class BlazeFaceDetector:
     """BlazeFace on any frame size: letterboxed in, padding undone on the way out."""
 
     def __init__(
-        self, model: TfliteModel, spec: AnchorSpec, *, score_threshold: float | None = None,
+        self, model: TfliteModel, spec: AnchorSpec, *, score_threshold: float = 0.65,
         min_face_size: float = 0.0,
     ) -> None:
         self.model = model
         self.spec = spec
         self.runs_on = model.runs_on
         self.variant = model.model.variant
-        self.score_threshold = (
-            spec.default_threshold if score_threshold is None else score_threshold
-        )
+        self.score_threshold = score_threshold  # may change between frames (SIGHUP)
         self.min_face_size = min_face_size
         self._anchors = make_anchors(spec)
         size = spec.input_size
         self._input = np.full((1, size, size, 3), -1.0, dtype=np.float32)
-        self._logit_threshold = float(np.log(self.score_threshold / (1 - self.score_threshold))) \
-            if 0 < self.score_threshold < 1 else (-np.inf if self.score_threshold <= 0 else np.inf)
         self._layout: tuple[int, int, int, int, int, int] | None = None
 
     def _letterbox(self, image: np.ndarray) -> tuple[float, int, int]:
@@ -140,7 +133,10 @@ class BlazeFaceDetector:
         outputs = self.model.run(self._input)
         regressors = next(o for o in outputs if o.shape[-1] == 16)[0]
         logits = next(o for o in outputs if o.shape[-1] == 1)[0, :, 0]
-        keep = np.flatnonzero(logits >= self._logit_threshold)
+        # Compare logits, not scores: the sigmoid then runs only on the few anchors kept.
+        with np.errstate(divide="ignore"):
+            threshold = np.log(self.score_threshold) - np.log1p(-self.score_threshold)
+        keep = np.flatnonzero(logits >= threshold)
         if keep.size == 0:
             return []
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits[keep], -SCORE_CLIP, SCORE_CLIP)))
