@@ -144,7 +144,7 @@ def test_reload_applies_tunables_and_ignores_the_rest():
     assert reload.ignored == {"camera.width": (640, 320)}
     assert reload.config.detector.score_threshold == 0.8
     assert reload.config.camera.width == 640  # needs a restart
-    assert running.detector.score_threshold == 0.5  # the running one is not mutated
+    assert running.detector.score_threshold == 0.65  # the running one is not mutated
 
 
 def test_errors_are_config_errors_with_exit_78():
