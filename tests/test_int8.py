@@ -1,0 +1,62 @@
+"""Full-integer int8 models against their float originals on real faces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_agent.capture.files import open_path
+from edge_agent.classify import FaceClassifier
+from edge_agent.detect.blazeface import SHORT_RANGE, BlazeFaceDetector
+from edge_agent.inference import AcceleratorChoice, TfliteModel
+from edge_agent.models import resolve
+from edge_agent.track.tracker import _iou
+
+CPU = AcceleratorChoice("cpu", "cpu")
+
+
+def load(name: str, variant: str) -> TfliteModel:
+    return TfliteModel(resolve(name, variant), CPU)
+
+
+def classifier(variant: str) -> FaceClassifier:
+    return FaceClassifier(load("emotion_mini_xception", variant), load("age_v1", variant),
+                          load("gender_v1", variant))
+
+
+@pytest.fixture(scope="module")
+def frames(media) -> list[np.ndarray]:
+    images = []
+    for clip in ("WolfgangLanger_Pexels.mp4", "single_face.mp4"):
+        source = open_path(media(clip))
+        images += [frame.image for frame in source.frames() if frame.index % 4 == 0]
+        source.close()
+    return images
+
+
+def test_int8_blazeface_finds_the_same_faces(frames) -> None:
+    float_det = BlazeFaceDetector(load("blazeface_short_range", "float"), SHORT_RANGE)
+    int8_det = BlazeFaceDetector(load("blazeface_short_range", "int8"), SHORT_RANGE)
+    ious = []
+    for image in frames:
+        a, b = float_det.detect(image), int8_det.detect(image)
+        assert len(a) == len(b) == 1
+        ious.append(_iou(a[0].box, b[0].box))
+        assert np.abs(a[0].keypoints - b[0].keypoints).max() < 0.08 * a[0].box[2]
+    assert np.mean(ious) >= 0.9
+
+
+def test_int8_classifiers_agree_with_float(frames) -> None:
+    detector = BlazeFaceDetector(load("blazeface_short_range", "float"), SHORT_RANGE)
+    as_float, as_int8 = classifier("float"), classifier("int8")
+    emotion_agree = gender_agree = 0
+    age_gaps = []
+    for image in frames:
+        faces = detector.detect(image)
+        (a,), (b,) = as_float.classify(image, faces), as_int8.classify(image, faces)
+        emotion_agree += int(np.argmax(a.emotion_scores) == np.argmax(b.emotion_scores))
+        gender_agree += int((a.female_probability >= 0.5) == (b.female_probability >= 0.5))
+        age_gaps.append(abs(a.age - b.age))
+    assert emotion_agree / len(frames) >= 0.9
+    assert gender_agree / len(frames) >= 0.95
+    assert np.mean(age_gaps) <= 2.0
