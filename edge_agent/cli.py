@@ -17,7 +17,7 @@ from edge_agent.errors import EX_SOFTWARE, EdgeAgentError
 
 EXIT_CODES = """exit codes:
   0   success
-  1   `check` or `config check` found a problem
+  1   `check` found a problem
   64  bad command line
   65  input is not usable media (empty, corrupt, not an image or video)
   66  input path missing or unreadable
