@@ -7,6 +7,8 @@ import logging
 import os
 import socket
 import struct
+import subprocess
+import sys
 
 import pytest
 
@@ -150,3 +152,33 @@ def test_stderr_when_journald_is_absent(tmp_path):
     (logging.DEBUG, 7)])
 def test_priorities(level, priority):
     assert logs.priority(level) == priority
+
+
+def test_auto_picks_the_journal_only_when_stderr_is_the_journal(tmp_path):
+    """As under systemd: $JOURNAL_STREAM names stderr's device and inode."""
+    path = tmp_path / "journal.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(path))
+    server.settimeout(5)
+    code = ("import logging; from edge_agent import logs; "
+            "print(logs.setup('info')); logging.getLogger('x').warning('hello')")
+    try:
+        for stream_matches in (True, False):
+            stderr_path = tmp_path / f"stderr-{stream_matches}"
+            with stderr_path.open("w") as stderr:
+                stat = os.fstat(stderr.fileno())
+                inode = stat.st_ino if stream_matches else stat.st_ino + 1
+                env = {**os.environ, "EDGE_AGENT_JOURNAL_SOCKET": str(path),
+                       "JOURNAL_STREAM": f"{stat.st_dev}:{inode}"}
+                env.pop("EDGE_AGENT_LOG", None)
+                done = subprocess.run([sys.executable, "-c", code], stderr=stderr, env=env,
+                                      stdout=subprocess.PIPE, text=True, timeout=30,
+                                      check=True)
+            if stream_matches:
+                assert done.stdout.strip() == "journal"
+                assert parse_native(server.recv(65536))["MESSAGE"] == "hello"
+            else:
+                assert done.stdout.strip() == "stderr"
+                assert "hello" in stderr_path.read_text()
+    finally:
+        server.close()
