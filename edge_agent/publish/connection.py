@@ -116,7 +116,8 @@ _SOCKET_ERROR = re.compile(r"^failed to receive on socket: (\[[A-Z0-9_: ]+\] )?"
 
 def _remember_errors(_client: paho.Client, userdata: Any, level: int, message: str) -> None:
     """paho reports why a socket died only to its log: keep the last error in the userdata."""
-    if level == paho.MQTT_LOG_ERR and isinstance(userdata, dict):
+    if level == paho.MQTT_LOG_ERR and isinstance(userdata, dict) and "error" not in userdata:
+        # The first error is the cause; later ones only say the socket is gone.
         userdata["error"] = _SOCKET_ERROR.sub("", _SSL_LOCATION.sub("", message))
 
 

@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge_agent.mqtt")
 
 WINDOW = 64  # QoS 1 messages in flight at once (lowered to the broker's Receive Maximum)
+ACK_BATCH, ACK_DELAY_S = 64, 0.05  # acknowledged rows are deleted together, soon
 OUTBOX_FILE = "outbox.sqlite3"
 _Message = tuple[str, bytes, int, bool]  # topic, payload, qos, retain
 
@@ -107,7 +108,8 @@ class MqttPublisher:
         self._connected = False
         self._disconnect_reason = ""
         self._inflight: dict[int, int | None] = {}  # mid -> outbox id (None: not an event)
-        self._acked: list[int] = []
+        self._acked: list[int] = []  # PUBACKed outbox ids, deleted in batches
+        self._acked_since = 0.0
         self._cursor = 0
         self._window = WINDOW
         self._control: deque[_Message] = deque()
@@ -295,7 +297,9 @@ class MqttPublisher:
         self._client, self._connack, self._connected = client, None, False
         self._disconnect_reason = ""
         self._inflight.clear()
-        self._acked.clear()
+        if self._acked and self._outbox is not None:  # acknowledged before the drop
+            self._outbox.delete(self._acked)
+        self._acked = []
         self._control.clear()
         self._cursor = 0
         try:
@@ -341,6 +345,8 @@ class MqttPublisher:
     def _timeout(self, now: float) -> float:
         if self._stopping.is_set():
             return max(0.0, min(0.05, self._stop_deadline - now))
+        if self._acked:
+            return max(0.0, self._acked_since + ACK_DELAY_S - now)
         with self._lock:
             pending_state = self._pending_state is not None
         if pending_state and self._connected:
@@ -368,6 +374,8 @@ class MqttPublisher:
         if reason is not None and reason.is_failure:
             self._rejected += 1
             log.warning("the broker refused an event (%s); it is dropped", reason)
+        if not self._acked:
+            self._acked_since = time.monotonic()
         self._acked.append(row_id)
 
     def _on_message(self, _client: paho.Client, _userdata: Any,
@@ -403,7 +411,8 @@ class MqttPublisher:
         """Send what may go now: control messages, then state, stats, then the backlog."""
         outbox = self._outbox
         assert outbox is not None
-        if self._acked:
+        if self._acked and (len(self._acked) >= ACK_BATCH or self._stopping.is_set()
+                            or now - self._acked_since >= ACK_DELAY_S):
             outbox.delete(self._acked)
             self._acked = []
         if self._resend_discovery:

@@ -51,6 +51,7 @@ class Outbox:
         self.path = path
         self.max_events = max_events
         self.max_bytes = max_bytes
+        self._sync = "FULL" if sync == "full" else "NORMAL"
         self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,7 +82,7 @@ class Outbox:
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError(f"cannot use WAL mode (got {mode})")
-            db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
+            db.execute(f"PRAGMA synchronous={self._sync}")
             db.executescript(SCHEMA)
         except sqlite3.DatabaseError:
             db.close()
@@ -180,6 +181,10 @@ class Outbox:
             return
         with self._lock:
             db = self._conn()
+            # A delete need not reach the disk before we go on: lost, it only means the
+            # event is sent again. So it is committed without an fsync (the next append's
+            # fsync carries it), and never makes the inference thread wait on the disk.
+            db.execute("PRAGMA synchronous=NORMAL")
             db.execute("BEGIN IMMEDIATE")
             try:
                 removed = 0
@@ -195,6 +200,8 @@ class Outbox:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            finally:
+                db.execute(f"PRAGMA synchronous={self._sync}")
             self._count -= removed
             self._bytes -= freed
 
