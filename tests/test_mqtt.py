@@ -27,7 +27,7 @@ from edge_agent.classify import EMOTIONS
 from edge_agent.errors import ConfigError
 from edge_agent.publish import MqttPublisher
 from edge_agent.publish.connection import PASSWORD_ENV, Backoff
-from edge_agent.publish.messages import SCHEMA_NAMES, load_schema
+from edge_agent.publish.messages import SCHEMA_NAMES, iso_utc, load_schema
 
 DEVICE = "test-device"
 BASE = f"edge-agent/{DEVICE}"
@@ -324,3 +324,8 @@ def test_password_is_taken_from_the_environment_without_a_file(
     assert publisher.connection.password == "from-env"
     assert "from-env" not in repr(publisher.connection)
     assert os.environ[PASSWORD_ENV] == "from-env"
+
+
+def test_timestamps_are_utc_iso_8601_rounded_to_the_millisecond():
+    assert iso_utc(1746100800.0 + 0.1 * 8) == "2025-05-01T12:00:00.800Z"
+    assert iso_utc(1746100800.9996) == "2025-05-01T12:00:01.000Z"

@@ -50,7 +50,7 @@ class Topics:
 
 def iso_utc(wall: float) -> str:
     """`2025-05-01T12:00:00.123Z`: ISO 8601, UTC, milliseconds."""
-    stamp = datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")
+    stamp = datetime.fromtimestamp(round(wall, 3), UTC).isoformat(timespec="milliseconds")
     return stamp.replace("+00:00", "Z")
 
 

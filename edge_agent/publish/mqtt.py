@@ -250,7 +250,8 @@ class MqttPublisher:
     def _run(self) -> None:
         backoff = Backoff(self._mqtt.reconnect_min_s, self._mqtt.reconnect_max_s)
         while not self._stopping.is_set():
-            self._status = "connecting"
+            if not self._last_failure:  # while retrying, the reason stays on show
+                self._status = "connecting"
             try:
                 failure = self._connection(backoff)
             except Exception as error:  # a bug must not end publishing for good
