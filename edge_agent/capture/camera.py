@@ -232,6 +232,13 @@ class Mailbox:
             self._condition.notify_all()
             return True
 
+    def wait_empty(self, stop: threading.Event) -> bool:
+        """Wait until the slot is free; False when closed or stopped instead."""
+        with self._condition:
+            while self._frame is not None and not self.closed and not stop.is_set():
+                self._condition.wait(0.1)
+            return not self.closed and not stop.is_set()
+
     def take(self, timeout: float | None = None) -> Frame | None:
         with self._condition:
             if self._frame is None and not self.closed:
@@ -266,6 +273,7 @@ class Capture:
         self.error: str | None = None
         self.failure: BaseException | None = None  # what ended a file source early
         self.reopens = 0
+        self.decode_s = 0.0  # time spent reading and decoding frames, for `bench`
         self.last_frame_at: float | None = None  # monotonic
         self._state: State = "starting"
         self._source: FrameSource | None = None
@@ -311,6 +319,13 @@ class Capture:
             if time.monotonic() - self.last_frame_at > max(2.0, 5.0 / fps):
                 return "stalled"
         return self._state
+
+    def wait_empty(self, stop: threading.Event) -> bool:
+        """Wait until the slot is free; False when closed or stopped instead."""
+        with self._condition:
+            while self._frame is not None and not self.closed and not stop.is_set():
+                self._condition.wait(0.1)
+            return not self.closed and not stop.is_set()
 
     def take(self, timeout: float | None = None) -> Frame | None:
         return self.mailbox.take(timeout)
@@ -384,7 +399,17 @@ class Capture:
         fps = source.fps
         pace_t0: float | None = None
         first_t = 0.0
-        for frame in source.frames():
+        frames = source.frames()
+        while True:
+            # Every-frame mode decodes the next frame only once the slot is free, so a frame
+            # is never stamped "read" long before the pipeline can take it.
+            if self.mailbox.lossless and not self.mailbox.wait_empty(self._stop):
+                return
+            decoding = time.perf_counter()
+            frame = next(frames, None)
+            if frame is None:
+                return
+            self.decode_s += time.perf_counter() - decoding
             if self._stop.is_set():
                 return
             if self.paced and fps:

@@ -1,0 +1,160 @@
+"""`edge-agent bench`: the daemon itself, run on a file at full speed, with its numbers.
+
+It builds the same `Daemon` that `edge-agent run` builds (capture thread, pipeline,
+publisher, display) and only swaps the camera for a file read without pacing, so what it
+measures is what the appliance does. Numbers belong here and in the issue notes, never in
+timed tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from edge_agent.config import load_or_default
+from edge_agent.errors import EX_USAGE, EdgeAgentError
+from edge_agent.notify import Notifier
+from edge_agent.samples import DEMO_CLIP, sample
+from edge_agent.service import Daemon, percentiles
+
+STAGES = ("decode", "detect", "classify", "track", "publish", "display")
+
+
+class BenchUsageError(EdgeAgentError):
+    exit_code = EX_USAGE
+
+
+def process_age_s() -> float:
+    """Seconds since this process started (interpreter start-up and imports included)."""
+    with open("/proc/self/stat") as stat:
+        started_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+    with open("/proc/uptime") as uptime:
+        now = float(uptime.read().split()[0])
+    return now - started_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class Progress:
+    """A one-line bar on stderr, drawn only on a terminal and at most ten times a second."""
+
+    def __init__(self, total: int | None) -> None:
+        self.total = total
+        self.enabled = sys.stderr.isatty()
+        self._drawn_at = 0.0
+
+    def draw(self, done: int, fps: float, final: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (not final and now - self._drawn_at < 0.1):
+            return
+        self._drawn_at = now
+        if self.total:
+            filled = int(30 * min(done, self.total) / self.total)
+            bar = f"[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total}"
+        else:
+            bar = f"{done} frames"
+        sys.stderr.write(f"\r{bar} {fps:6.1f} fps" + ("\n" if final else ""))
+        sys.stderr.flush()
+
+
+def _count_frames(path: Path) -> int | None:
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    capture.release()
+    return count or None
+
+
+def run_bench(daemon: Daemon, frames: int | None, progress: Progress) -> None:
+    """Drive the daemon until the file ends or `frames` have been processed."""
+    daemon.start()
+    while not daemon._done.wait(0.05):
+        processed = daemon.stats.processed
+        progress.draw(processed, daemon.stats.fps)
+        if frames is not None and processed >= frames:
+            break
+    daemon.shutdown()
+
+
+def report(daemon: Daemon, startup_s: float) -> dict[str, Any]:
+    stats = daemon.stats
+    frames = stats.processed
+    span = stats.last_result_at - (stats.first_result_at or stats.last_result_at)
+    totals = dict(stats.stage_ms_total)
+    assert daemon.capture is not None
+    totals["decode"] = daemon.capture.decode_s * 1e3
+    pipeline = daemon.pipeline
+    classifier = pipeline.classifier
+    return {
+        "fps": round((frames - 1) / span, 1) if frames > 1 and span > 0 else 0.0,
+        "frames": frames,
+        "latency_ms": percentiles(stats.take_latencies()),
+        "rss_mb": round(peak_rss_mb(), 1),
+        "startup_s": round(startup_s, 3),
+        "stages_ms": {stage: round(totals.get(stage, 0.0) / max(frames, 1), 3)
+                      for stage in STAGES},
+        "frames_dropped": daemon.capture.dropped,
+        "accelerator": pipeline.accelerator.in_use,
+        "models": {
+            "detector": f"{daemon.config.detector.model} ({pipeline.detector.variant}, "
+                        f"{pipeline.detector.runs_on})",
+            **{name: f"{model.path.name} ({model.runs_on})"
+               for name, model in (("emotion", classifier.emotion), ("age", classifier.age),
+                                   ("gender", classifier.gender)) if model is not None},
+        },
+        "num_threads": daemon.config.models.num_threads,
+        "classify_rate_hz": daemon.config.classifier.rate_hz,
+    }
+
+
+def print_table(result: dict[str, Any]) -> None:
+    latency = result["latency_ms"]
+    lines = [
+        f"frames      {result['frames']}  ({result['frames_dropped']} dropped)",
+        f"fps         {result['fps']}",
+        f"latency     p50 {latency['p50']} ms, p95 {latency['p95']} ms, p99 {latency['p99']} ms",
+        f"peak RSS    {result['rss_mb']} MB",
+        f"first result {result['startup_s']} s after start",
+        "stages (mean ms per frame):",
+        *(f"  {stage:<9} {ms:7.3f}" for stage, ms in result["stages_ms"].items()),
+        f"accelerator {result['accelerator']}, {result['num_threads']} threads",
+        *(f"  {name:<9} {model}" for name, model in result["models"].items()),
+    ]
+    print("\n".join(lines))
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.frames is not None and args.frames < 1:
+        raise BenchUsageError(f"--frames {args.frames}: must be at least 1")
+    config = load_or_default(args.config)
+    source = Path(args.source) if args.source else sample(DEMO_CLIP)
+    config.camera.source = str(source)
+    config.camera.realtime = False  # full speed, every frame
+    config.camera.loop = args.frames is not None  # N frames may be more than one pass
+    with tempfile.TemporaryDirectory(prefix="edge-agent-bench-") as state:
+        config.state.dir = state  # the outbox must not touch the appliance's own state
+        daemon = Daemon(config, None, notifier=Notifier(environ={}))
+        total = args.frames or (_count_frames(source) if source.is_file() else None)
+        progress = Progress(total)
+        run_bench(daemon, args.frames, progress)
+        assert daemon.stats.first_result_at is not None or daemon.stats.processed == 0
+        startup_s = process_age_s() - (time.monotonic() - (daemon.stats.first_result_at
+                                                             or time.monotonic()))
+        progress.draw(daemon.stats.processed, daemon.stats.fps, final=True)
+        result = report(daemon, startup_s)
+    if daemon._failure is not None:
+        raise daemon._failure
+    print_table(result)
+    if args.json:
+        print(json.dumps(result))
+    return 0
