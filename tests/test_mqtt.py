@@ -267,14 +267,19 @@ def test_publish_frame_never_waits_on_a_broker_that_does_not_answer(tmp_path: Pa
         publisher = MqttPublisher(config)
         publisher.start()
         assert wait_until(lambda: publisher.status == "connecting", 2)
-        slowest = 0.0
+        took: list[float] = []
         for result in scene(100):
             start = time.perf_counter()
             publisher.publish_frame(result, time.time())  # type: ignore[arg-type]
             publisher.publish_stats(STATS)
-            slowest = max(slowest, time.perf_counter() - start)
+            took.append(time.perf_counter() - start)
         assert publisher.last_seq == 40 and publisher.outbox_depth == 40
-        assert slowest < 0.05, f"publish_frame took {slowest * 1e3:.1f} ms"
+        # A wait on the network would be seconds (the connect timeout); the disk's fsync
+        # and a busy machine cost milliseconds.
+        took.sort()
+        assert took[-1] < 0.5 and took[len(took) // 2] < 0.02, (
+            f"publish_frame: median {took[len(took) // 2] * 1e3:.1f} ms, "
+            f"max {took[-1] * 1e3:.1f} ms")
         start = time.monotonic()
         publisher.stop(flush_timeout_s=0.5)
         publisher.stop()

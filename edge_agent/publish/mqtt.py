@@ -249,7 +249,9 @@ class MqttPublisher:
 
     def _run(self) -> None:
         backoff = Backoff(self._mqtt.reconnect_min_s, self._mqtt.reconnect_max_s)
-        while not self._stopping.is_set():
+        attempts = 0
+        while attempts == 0 or not self._stopping.is_set():  # one try even if stopped at once
+            attempts += 1
             if not self._last_failure:  # while retrying, the reason stays on show
                 self._status = "connecting"
             try:
@@ -320,9 +322,9 @@ class MqttPublisher:
                 elif now > connack_deadline:
                     self._close(client)
                     return "disconnected: the broker did not answer CONNECT"
-            if self._stopping.is_set() and (not self._connected or self._flushed()
-                                            or now >= self._stop_deadline):
-                self._shutdown(client)
+            if self._stopping.is_set() and (now >= self._stop_deadline
+                                            or (self._connected and self._flushed())):
+                self._shutdown(client)  # (a connection still being set up is waited for)
                 return None
             if self._connected:
                 self._pump(client, now)
