@@ -216,13 +216,16 @@ class Mailbox:
         self._frame: Frame | None = None
         self._condition = threading.Condition()
 
+    def _wait_empty(self, stop: threading.Event | None) -> bool:
+        """With the lock held: wait for a free slot; False if closed or stopped instead."""
+        while self._frame is not None and not self.closed and not (stop and stop.is_set()):
+            self._condition.wait(0.1)
+        return not self.closed and not (stop and stop.is_set())
+
     def put(self, frame: Frame, stop: threading.Event | None = None) -> bool:
         with self._condition:
-            if self.lossless:
-                while self._frame is not None and not self.closed:
-                    if stop is not None and stop.is_set():
-                        return False
-                    self._condition.wait(0.1)
+            if self.lossless and not self._wait_empty(stop):
+                return False
             if self.closed:
                 return False
             if self._frame is not None:
@@ -235,9 +238,7 @@ class Mailbox:
     def wait_empty(self, stop: threading.Event) -> bool:
         """Wait until the slot is free; False when closed or stopped instead."""
         with self._condition:
-            while self._frame is not None and not self.closed and not stop.is_set():
-                self._condition.wait(0.1)
-            return not self.closed and not stop.is_set()
+            return self._wait_empty(stop)
 
     def take(self, timeout: float | None = None) -> Frame | None:
         with self._condition:
@@ -319,13 +320,6 @@ class Capture:
             if time.monotonic() - self.last_frame_at > max(2.0, 5.0 / fps):
                 return "stalled"
         return self._state
-
-    def wait_empty(self, stop: threading.Event) -> bool:
-        """Wait until the slot is free; False when closed or stopped instead."""
-        with self._condition:
-            while self._frame is not None and not self.closed and not stop.is_set():
-                self._condition.wait(0.1)
-            return not self.closed and not stop.is_set()
 
     def take(self, timeout: float | None = None) -> Frame | None:
         return self.mailbox.take(timeout)
