@@ -166,6 +166,9 @@ def test_wrong_password_is_reported_retried_and_never_logged(
         publisher = MqttPublisher(config)
         ok, message = publisher.check(timeout_s=3)
         assert not ok and "auth failed" in message and "127.0.0.1" in message
+        anonymous = MqttPublisher(publisher_config(broker.host, broker.port, tmp_path / "anon",
+                                                   protocol=protocol))
+        assert anonymous.check(timeout_s=3)[1].endswith("(mqtt.username is empty)")
         publisher.start()
         assert wait_until(lambda: publisher.status.startswith("auth failed"), 5)
         assert "password" in publisher.status or "authori" in publisher.status

@@ -70,6 +70,13 @@ class Connection:
             parts.append(f"user {self.username}")
         return f"{self.address} ({', '.join(parts)})"
 
+    def refusal(self, reason: ReasonCode) -> str:
+        """Why the broker refused our CONNECT, with a hint when no login was configured."""
+        text = describe_reason(reason)
+        if text.startswith("auth failed") and not self.username:
+            text += " (mqtt.username is empty)"
+        return text
+
     @classmethod
     def from_config(cls, mqtt: MqttConfig) -> Connection:
         if not mqtt.host:
@@ -252,6 +259,6 @@ def connect_once(connection: Connection, client_id: str, timeout_s: float,
     reason = result["reason"]
     if reason.is_failure:
         client.disconnect()
-        raise MqttError(f"MQTT broker {connection.address}: {describe_reason(reason)}",
-                        describe_reason(reason))
+        refusal = connection.refusal(reason)
+        raise MqttError(f"MQTT broker {connection.address}: {refusal}", refusal)
     return client

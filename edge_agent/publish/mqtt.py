@@ -38,7 +38,6 @@ from edge_agent.publish.connection import (
     MqttError,
     check_topic_part,
     connect_once,
-    describe_reason,
     last_error,
 )
 from edge_agent.publish.discovery import discovery_messages, node_id, status_topic
@@ -317,7 +316,7 @@ class MqttPublisher:
                     reason, properties = self._connack
                     if reason.is_failure:
                         self._close(client)
-                        return describe_reason(reason)
+                        return self.connection.refusal(reason)
                     self._on_connected(client, properties, backoff)
                 elif now > connack_deadline:
                     self._close(client)
