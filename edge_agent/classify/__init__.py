@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_agent.classify.crops import aligned_chip
+from edge_agent.classify.crops import ChipStyle, aligned_chip
 from edge_agent.detect import Detection
 from edge_agent.inference import TfliteModel
 
@@ -54,30 +54,29 @@ class FaceClassifier:
         self.emotion, self.age, self.gender = emotion, age, gender
         self.level_faces = level_faces
 
+    def _chips(
+        self, image: np.ndarray, faces: list[Detection], size: int, style: ChipStyle
+    ) -> np.ndarray:
+        return np.stack([aligned_chip(image, face, size, style, self.level_faces)
+                         for face in faces])
+
     def classify(self, image: np.ndarray, faces: list[Detection]) -> list[FaceAttributes]:
         """Attributes for each face of a BGR frame, in the order of `faces`."""
         results = [FaceAttributes() for _ in faces]
         if not faces:
             return results
         if self.emotion is not None:
-            chips = np.stack([aligned_chip(image, f, 64, "emotion", self.level_faces)
-                              for f in faces])
+            chips = self._chips(image, faces, 64, "emotion")
             grey = np.einsum("nhwc,c->nhw", chips.astype(np.float32), GREY_WEIGHTS_BGR)
             batch = (grey * np.float32(2.0 / 255.0) - np.float32(1.0))[..., None]
             for result, scores in zip(results, _run_batched(self.emotion, batch), strict=True):
                 result.emotion_scores = scores
         if self.age is not None:
-            chips = np.stack([aligned_chip(image, f, 64, "dlib", self.level_faces)
-                              for f in faces])
-            batch = _dlib_input(chips)
-            probabilities = _run_batched(self.age, batch)
-            for result, row in zip(results, probabilities, strict=True):
+            batch = _dlib_input(self._chips(image, faces, 64, "dlib"))
+            for result, row in zip(results, _run_batched(self.age, batch), strict=True):
                 result.age = float(row @ AGE_WEIGHTS / max(float(row.sum()), 1e-6))
         if self.gender is not None:
-            chips = np.stack([aligned_chip(image, f, 32, "dlib", self.level_faces)
-                              for f in faces])
-            batch = _dlib_input(chips)
-            probabilities = _run_batched(self.gender, batch)
-            for result, row in zip(results, probabilities, strict=True):
+            batch = _dlib_input(self._chips(image, faces, 32, "dlib"))
+            for result, row in zip(results, _run_batched(self.gender, batch), strict=True):
                 result.female_probability = float(row[0] / max(float(row.sum()), 1e-6))
         return results
