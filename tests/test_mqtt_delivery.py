@@ -3,10 +3,12 @@ the last will. Real mosquitto, real processes, every wait bounded."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
 
+import pytest
 from mqtt_broker import (
     EVENTS_PER_CYCLE,
     Collector,
@@ -39,7 +41,9 @@ def test_last_will_says_offline_when_the_publisher_is_killed(mosquitto: Mosquitt
         assert late.messages[0].payload == b"offline" and late.messages[0].retain
 
 
-def test_broker_down_for_seconds_mid_stream_then_every_seq_arrives_in_order(tmp_path: Path):
+def test_broker_down_for_seconds_mid_stream_then_every_seq_arrives_in_order(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.INFO, logger="edge_agent.mqtt")
     broker = Mosquitto(tmp_path / "broker", persistence=True).start()
     collector = Collector(broker, ("edge-agent/+/events",), client_id="dashboard",
                           persistent=True).start()
@@ -82,6 +86,7 @@ def test_broker_down_for_seconds_mid_stream_then_every_seq_arrives_in_order(tmp_
         # Down for 3 s: a publish_frame that waited on the network would take seconds.
         assert slowest[0] < 0.5, f"publish_frame took {slowest[0] * 1e3:.1f} ms"
         assert any(s.startswith("disconnected") for s in statuses)
+        assert caplog.text.count("MQTT connected to") == 2  # once, and once after the outage
     finally:
         feeding.clear()
         publisher.stop(flush_timeout_s=1)

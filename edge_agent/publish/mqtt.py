@@ -309,10 +309,12 @@ class MqttPublisher:
         except MqttError as error:
             return f"disconnected: {error.reason}"
         connack_deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        answered = False
         while True:
             now = time.monotonic()
-            if not self._connected:
+            if not answered:
                 if self._connack is not None:
+                    answered = True
                     reason, properties = self._connack
                     if reason.is_failure:
                         self._close(client)
