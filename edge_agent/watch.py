@@ -29,7 +29,6 @@ from edge_agent.publish.connection import (
     check_topic_part,
     connect_once,
     describe_error,
-    describe_rc,
 )
 
 log = logging.getLogger("edge_agent.watch")
@@ -219,7 +218,7 @@ def _loop(client: paho.Client, board: Board, screen: Screen) -> None:
         rc = client.loop(timeout=0.1)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             delay = backoff.next()
-            board.status = f"disconnected ({describe_rc(rc)}), retrying in {delay:.0f} s"
+            board.status = f"connection lost, retrying in {delay:.1f} s"
             screen.draw(board)
             time.sleep(delay)
             try:
