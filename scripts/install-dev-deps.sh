@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Debian packages the tests drive for real: mosquitto (the broker), systemd's analyzer for
-# the unit file, and shellcheck for our shell scripts. Installs only what is missing.
+# the unit file, shellcheck for our shell scripts, openssl for the TLS test certificates.
+# Installs only what is missing.
 set -euo pipefail
-packages=(mosquitto systemd shellcheck python3-venv)
+packages=(mosquitto systemd shellcheck python3-venv openssl)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
