@@ -139,7 +139,10 @@ def check_broker(config: Config) -> Row:
         return Row("broker", SKIP, "mqtt.enabled = false")
     from edge_agent.publish.mqtt import MqttPublisher
 
-    ok, message = MqttPublisher(config).check(timeout_s=BROKER_TIMEOUT_S)
+    try:  # a bad TLS or password file is refused while the publisher is built
+        ok, message = MqttPublisher(config).check(timeout_s=BROKER_TIMEOUT_S)
+    except EdgeAgentError as error:
+        return Row("broker", FAIL, str(error))
     return Row("broker", OK if ok else FAIL, message)
 
 
