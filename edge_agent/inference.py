@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from edge_agent.errors import ModelError
-from edge_agent.models import ModelFile
+from edge_agent.models import EDGETPU_SUFFIX, ModelFile
 
 try:  # ai-edge-litert works with numpy 2; tflite-runtime 2.14 is the older fallback.
     from ai_edge_litert.interpreter import Interpreter, load_delegate
@@ -94,6 +94,8 @@ def file_for(model: ModelFile, accelerator: AcceleratorChoice) -> Path:
 
     Models without an `_edgetpu` build still run, on the CPU, beside those that have one.
     """
+    if model.compiled_for_edgetpu:
+        return model.path
     edgetpu_file = model.edgetpu_path()
     if accelerator.in_use == "edgetpu" and edgetpu_file.is_file():
         return edgetpu_file
@@ -112,8 +114,11 @@ class TfliteModel:
     ) -> None:
         self.model = model
         self.path: Path = file_for(model, accelerator)
-        self.runs_on: str = "edgetpu" if self.path != model.path else "cpu"
         path = self.path
+        self.runs_on: str = "edgetpu" if path.name.endswith(EDGETPU_SUFFIX) else "cpu"
+        if self.runs_on == "edgetpu" and accelerator.delegate is None:
+            raise ModelError(f"{path.name} is compiled for the Edge TPU and needs a Coral "
+                             f"(accelerator = {accelerator.requested!r}, none in use)")
         delegates = [accelerator.delegate] if self.runs_on == "edgetpu" else []
         try:
             self._interpreter = Interpreter(

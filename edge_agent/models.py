@@ -18,6 +18,7 @@ from edge_agent.errors import ModelError
 Variant = Literal["float", "int8"]
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 MANIFEST_NAME = "manifest.json"
+EDGETPU_SUFFIX = "_edgetpu.tflite"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +31,20 @@ class ModelFile:
     entry: dict[str, Any]
 
     @property
-    def labels(self) -> list[Any]:
-        return list(self.entry.get("labels", []))
+    def compiled_for_edgetpu(self) -> bool:
+        return self.path.name.endswith(EDGETPU_SUFFIX)
 
     def edgetpu_path(self) -> Path:
-        """Where `scripts/compile_edgetpu.sh` writes the Edge TPU build of this file."""
-        return self.path.with_name(self.path.stem + "_edgetpu.tflite")
+        """Where `scripts/compile_edgetpu.sh` writes this model's Edge TPU build.
+
+        The Edge TPU runs only int8 models, so the build is the int8 variant compiled,
+        whichever variant the config asks for; a file given already compiled is its own.
+        """
+        if self.compiled_for_edgetpu:
+            return self.path
+        int8_file = self.entry.get("variants", {}).get("int8", {}).get("file")
+        base = self.path.with_name(int8_file) if int8_file else self.path
+        return base.with_name(base.stem + EDGETPU_SUFFIX)
 
 
 @cache

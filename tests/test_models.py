@@ -11,7 +11,7 @@ import pytest
 
 from edge_agent.errors import ModelError
 from edge_agent.inference import AcceleratorChoice, TfliteModel, file_for
-from edge_agent.models import DEFAULT_MODELS_DIR, load_manifest, resolve
+from edge_agent.models import DEFAULT_MODELS_DIR, ModelFile, load_manifest, resolve
 
 MODELS = ("blazeface_short_range", "blazeface_full_range", "emotion_mini_xception", "age_v1",
           "gender_v1")
@@ -93,3 +93,16 @@ def test_edgetpu_build_is_chosen_only_with_a_coral_and_a_compiled_file(models_co
     assert file_for(int8, cpu) == int8.path
     age = resolve("age_v1", "int8", models_copy)  # no _edgetpu build: stays on the CPU
     assert file_for(age, with_tpu) == age.path
+    # The default float variant also runs on the Coral, through the compiled int8 build.
+    gender_float = resolve("gender_v1", "float", models_copy)
+    assert file_for(gender_float, with_tpu).name == "gender_v1_int8_edgetpu.tflite"
+    assert file_for(gender_float, cpu) == gender_float.path
+
+
+def test_a_compiled_edgetpu_file_without_a_coral_is_a_clear_error(tmp_path) -> None:
+    compiled = tmp_path / "ssd_mobilenet_v2_face_quant_postprocess_edgetpu.tflite"
+    shutil.copy(Path(__file__).parent / "data" / "ssd_face_tiny.tflite", compiled)
+    model = ModelFile(compiled.stem, "int8", compiled, {})
+    assert file_for(model, AcceleratorChoice("edgetpu", "edgetpu", delegate=object())) == compiled
+    with pytest.raises(ModelError, match="compiled for the Edge TPU and needs a Coral"):
+        TfliteModel(model, AcceleratorChoice("auto", "cpu"))
