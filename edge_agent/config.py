@@ -14,6 +14,7 @@ import functools
 import inspect
 import io
 import json
+import math
 import re
 import socket
 import textwrap
@@ -223,6 +224,8 @@ def _check_value(path: str, value: Any, hint: Any, meta: typing.Mapping[str, Any
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{path} = {value!r}: must be a number")
         value = float(value)
+        if not math.isfinite(value):  # nan passes every range check; inf is no setting
+            raise ConfigError(f"{path} = {written!r}: must be a finite number")
     elif hint is str and not isinstance(value, str):
         raise ConfigError(f"{path} = {value!r}: must be a string")
     low, high = meta.get("low"), meta.get("high")

@@ -33,6 +33,8 @@ BAD = [
     ("[camera]\nfps = 0\n", "camera.fps = 0: must be at least 0.1"),
     ("[detector]\nscore_threshold = 1.5\n", "detector.score_threshold = 1.5: must be at most 1"),
     ("[detector]\nscore_threshold = 'high'\n", "detector.score_threshold = 'high': must be a"),
+    ("[detector]\nscore_threshold = nan\n", "detector.score_threshold = nan: must be a finite"),
+    ("[tracker]\nlost_after_s = inf\n", "tracker.lost_after_s = inf: must be a finite"),
     ("[mqtt]\nenabled = 'no'\n", "mqtt.enabled = 'no': must be true or false"),
     ("[mqtt]\nhost = ''\n", "mqtt.host = '': must be set while mqtt.enabled = true"),
     ("[display]\nkind = 'oled'\n", "display.kind = 'oled': must be one of"),
