@@ -144,5 +144,10 @@ class Pipeline:
                   "track": ((tracked - detected) + (done - classified)) * 1e3}
         return FrameResult(frame.index, frame.t, faces, events, stages)
 
+    def expire(self, t: float) -> list[TrackEvent]:
+        """Retire faces unseen for too long while no frame arrives (a lost camera)."""
+        self.tracker.associate([], t)
+        return self.tracker.drain_events()
+
     def finish(self, t: float) -> list[TrackEvent]:
         return self.tracker.finish(t)

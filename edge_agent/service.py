@@ -228,6 +228,7 @@ class Daemon:
                 if frame is None:
                     if self.capture.ended:
                         break
+                    self._expire_tracks()
                     continue
                 with self._pending_lock:
                     pending, self._pending = self._pending, None
@@ -254,6 +255,19 @@ class Daemon:
         finally:
             self._done.set()
             self._wake.set()
+
+    def _expire_tracks(self) -> None:
+        """A live camera that delivers nothing still ends faces on time, so dashboards
+        do not show a face that is long gone."""
+        assert self.capture is not None
+        if not self.capture.spec.live or not self.pipeline.tracker.tracks:
+            return
+        events = self.pipeline.expire(self.capture.clock())
+        if events:
+            from edge_agent.pipeline import FrameResult
+
+            self._publish(FrameResult(self.stats.processed, self._last_t, [], events),
+                          time.time())
 
     def _publish(self, result: Any, wall: float) -> None:
         publisher = self.publisher

@@ -124,3 +124,12 @@ def test_finish_loses_every_confirmed_track() -> None:
     tracker.drain_events()
     assert [e.type for e in tracker.finish(0.5)] == ["face_lost", "face_lost"]
     assert tracker.tracks == []
+
+
+def test_a_face_back_after_a_long_gap_is_a_new_track() -> None:
+    tracker = Tracker(TrackerSettings(confirm_hits=1, lost_after_s=1.0))
+    (first,) = step(tracker, 0.0, [FACE], ["happy"])
+    tracker.drain_events()
+    (second,) = step(tracker, 30.0, [FACE], ["happy"])
+    assert second.id != first.id
+    assert [e.type for e in tracker.drain_events()] == ["face_lost", "face_appeared"]

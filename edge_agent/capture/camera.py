@@ -324,6 +324,10 @@ class Capture:
     def take(self, timeout: float | None = None) -> Frame | None:
         return self.mailbox.take(timeout)
 
+    def clock(self) -> float:
+        """Source time now, on the clock live frames are stamped with."""
+        return time.monotonic() - self._t0
+
     @property
     def ended(self) -> bool:
         """A finite source has delivered its last frame and it was taken."""

@@ -101,7 +101,12 @@ class Tracker:
         self._events: list[TrackEvent] = []
 
     def associate(self, detections: list[Detection], t: float) -> list[Track]:
-        """Give each detection its track (new or continued); retire tracks unseen too long."""
+        """Give each detection its track (new or continued); retire tracks unseen too long.
+
+        Retiring comes first, so a face that returns after a gap longer than `lost_after_s`
+        is a new track with its own face_appeared, not the old one resumed.
+        """
+        self._retire(t)
         pairs = sorted(
             ((_iou(track.box, det.box), ti, di)
              for ti, track in enumerate(self.tracks) for di, det in enumerate(detections)),
@@ -126,7 +131,6 @@ class Tracker:
             else:
                 track.box, track.score, track.last_seen = det.box, det.score, t
                 track.hits += 1
-        self._retire(t)
         return [assigned[di] for di in range(len(detections))]
 
     def _retire(self, t: float) -> None:
