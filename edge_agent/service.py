@@ -43,6 +43,7 @@ log = logging.getLogger("edge_agent.service")
 
 STOP_BUDGET_S = 5.0  # SIGTERM to exit, all included
 STATUS_PERIOD_S = 2.0
+SIGNAL_POLL_S = 0.1  # how soon the main loop notices a signal
 FPS_WINDOW_S = 5.0
 THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
 
@@ -157,8 +158,9 @@ class Daemon:
 
     # -- signals ------------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: Any) -> None:
+        # Only a deque append: Event.set() here could deadlock on the Event's own lock if
+        # the signal lands while the main thread is inside wait() or clear().
         self._signals.append(signum)
-        self._wake.set()
 
     def install_signals(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -389,6 +391,9 @@ class Daemon:
                 signum = self._signals.popleft()
                 if signum == signal.SIGHUP:
                     self.reload()
+                    # a shorter stats period takes effect now, not after the old one ends
+                    next_stats = min(next_stats,
+                                     time.monotonic() + self.config.mqtt.stats_interval_s)
                 else:
                     log.info("%s: stopping", signal.Signals(signum).name)
                     return self.shutdown()
@@ -418,7 +423,8 @@ class Daemon:
             deadlines = [next_status, next_stats, next_ip]
             if watchdog and self.ready:
                 deadlines.append(next_ping)
-            self._wake.wait(max(0.0, min(deadlines) - time.monotonic()))
+            timeout = min(deadlines) - time.monotonic()
+            self._wake.wait(min(max(0.0, timeout), SIGNAL_POLL_S))
             self._wake.clear()
         # The inference thread ended by itself: the source ended, or something failed.
         if self._failure is not None:
