@@ -242,13 +242,14 @@ class Daemon:
                 self._last_result, self._last_t = result, frame.t
                 published = time.perf_counter()
                 self._publish(result, frame.wall)
-                handed_over = time.time()  # latency ends when the publisher has the result
+                handed_over = time.monotonic()  # latency ends when the publisher has it
                 shown = time.perf_counter()
                 self._show(result, frame.image)
                 stages = result.stages_ms
                 stages["publish"] = (shown - published) * 1e3
                 stages["display"] = (time.perf_counter() - shown) * 1e3
-                self.stats.record((handed_over - frame.wall) * 1e3, len(result.faces), stages)
+                self.stats.record((handed_over - frame.read_at) * 1e3, len(result.faces),
+                                  stages)
                 if self.stats.processed == 1:
                     self._wake.set()  # READY is the main thread's to send
         except BaseException as error:  # a bug or a broken model: exit, systemd restarts

@@ -21,6 +21,7 @@ class Frame:
     t: float  # seconds since the source started, from the source's own clock
     image: np.ndarray  # H x W x 3, uint8, BGR
     wall: float = field(default_factory=time.time)  # when it was captured, for event `ts`
+    read_at: float = field(default_factory=time.monotonic)  # the same, for latency
 
 
 class FrameSource(Protocol):

@@ -214,11 +214,14 @@ class Mailbox:
         self.delivered = 0
         self.closed = False
         self._frame: Frame | None = None
+        self._takers = 0  # consumers waiting in take()
         self._condition = threading.Condition()
 
-    def _wait_empty(self, stop: threading.Event | None) -> bool:
-        """With the lock held: wait for a free slot; False if closed or stopped instead."""
-        while self._frame is not None and not self.closed and not (stop and stop.is_set()):
+    def _wait_empty(self, stop: threading.Event | None, *, for_taker: bool = False) -> bool:
+        """With the lock held: wait for a free slot (and, with `for_taker`, a consumer
+        waiting in `take`); False if closed or stopped instead."""
+        while ((self._frame is not None or (for_taker and not self._takers))
+               and not self.closed and not (stop and stop.is_set())):
             self._condition.wait(0.1)
         return not self.closed and not (stop and stop.is_set())
 
@@ -235,16 +238,25 @@ class Mailbox:
             self._condition.notify_all()
             return True
 
-    def wait_empty(self, stop: threading.Event) -> bool:
-        """Wait until the slot is free; False when closed or stopped instead."""
+    def wait_for_taker(self, stop: threading.Event) -> bool:
+        """Wait until the consumer asks for a frame; False when closed or stopped instead.
+
+        Every-frame mode reads a frame only on demand, so it is never stamped "read"
+        while the pipeline is still busy with the previous one, and latency stays honest.
+        """
         with self._condition:
-            return self._wait_empty(stop)
+            return self._wait_empty(stop, for_taker=True)
 
     def take(self, timeout: float | None = None) -> Frame | None:
         with self._condition:
-            if self._frame is None and not self.closed:
-                self._condition.wait(timeout)
-            frame, self._frame = self._frame, None
+            self._takers += 1
+            try:
+                self._condition.notify_all()
+                if self._frame is None and not self.closed:
+                    self._condition.wait(timeout)
+                frame, self._frame = self._frame, None
+            finally:
+                self._takers -= 1
             self._condition.notify_all()
             return frame
 
@@ -399,9 +411,7 @@ class Capture:
         first_t = 0.0
         frames = source.frames()
         while True:
-            # Every-frame mode decodes the next frame only once the slot is free, so a frame
-            # is never stamped "read" long before the pipeline can take it.
-            if self.mailbox.lossless and not self.mailbox.wait_empty(self._stop):
+            if self.mailbox.lossless and not self.mailbox.wait_for_taker(self._stop):
                 return
             decoding = time.perf_counter()
             frame = next(frames, None)
@@ -424,6 +434,7 @@ class Capture:
             if self.spec.live:  # one clock across reopens, so tracks never see time go back
                 frame.t = time.monotonic() - self._t0
             frame.wall = time.time()
+            frame.read_at = time.monotonic()
             self._count += 1
             self.last_frame_at = time.monotonic()
             if self._state != "ok":
