@@ -152,8 +152,10 @@ def main(args: argparse.Namespace) -> int:
                                                              or time.monotonic()))
         progress.draw(daemon.stats.processed, daemon.stats.fps, final=True)
         result = report(daemon, startup_s)
-    if daemon._failure is not None:
-        raise daemon._failure
+    assert daemon.capture is not None
+    for failure in (daemon._failure, daemon.capture.failure):
+        if failure is not None:  # numbers from a run that broke off would mislead
+            raise failure
     print_table(result)
     if args.json:
         print(json.dumps(result))

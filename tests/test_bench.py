@@ -32,3 +32,17 @@ def test_bench_refuses_zero_frames(tmp_path) -> None:
     done = subprocess.run([sys.executable, "-m", "edge_agent.cli", "bench", "--frames", "0"],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 64 and "--frames 0" in done.stderr
+
+
+def test_bench_fails_when_the_source_breaks_off(media, tmp_path) -> None:
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(media("single_face.jpg").read_bytes())
+    (folder / "b.jpg").write_text("not a picture")
+    config = tmp_path / "bench.toml"
+    config.write_text("[mqtt]\nenabled = false\n")
+    done = subprocess.run([sys.executable, "-m", "edge_agent.cli", "bench", "--source",
+                           str(folder), "--config", str(config)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 65 and "b.jpg" in done.stderr
+    assert "fps" not in done.stdout  # no numbers from a broken run
