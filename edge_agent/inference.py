@@ -137,6 +137,14 @@ class TfliteModel:
         self._batch = self.input_shape[0]
 
     @property
+    def input_dtype(self) -> type:
+        return self._input["dtype"]
+
+    @property
+    def output_shapes(self) -> list[tuple[int, ...]]:
+        return [tuple(int(v) for v in detail["shape"]) for detail in self._outputs]
+
+    @property
     def max_batch(self) -> int | None:
         return None if self.dynamic_batch else self.input_shape[0]
 

@@ -13,7 +13,7 @@ import pytest
 
 from edge_agent.capture import Frame
 from edge_agent.config import Config
-from edge_agent.detect.ssd import SsdDetector, split_outputs
+from edge_agent.detect.ssd import SsdDetector, output_layout, split_outputs
 from edge_agent.inference import AcceleratorChoice, TfliteModel
 from edge_agent.models import ModelFile
 from edge_agent.pipeline import Pipeline
@@ -48,15 +48,28 @@ def test_count_and_threshold_are_honoured(detector: SsdDetector) -> None:
         detector.score_threshold = 0.25
 
 
-def test_tf2_output_order_is_recognised() -> None:
-    boxes = np.array([[[0.1, 0.2, 0.5, 0.6], [0, 0, 0, 0]]], np.float32)
-    scores, classes, count = np.array([[0.9, 0.0]]), np.array([[0.0, 0.0]]), np.array([1.0])
-    tf1 = split_outputs([boxes, classes, scores, count])
-    tf2 = split_outputs([scores, boxes, count, classes])
-    for boxes_out, classes_out, scores_out, count_out in (tf1, tf2):
+def test_tf1_and_tf2_output_orders_are_recognised_even_with_one_detection() -> None:
+    boxes = np.array([[[0.1, 0.2, 0.5, 0.6]]], np.float32)
+    scores, classes, count = np.array([[0.9]]), np.array([[0.0]]), np.array([1.0])
+    tf1 = [boxes, classes, scores, count]
+    tf2 = [scores, boxes, count, classes]
+    for outputs in (tf1, tf2):
+        layout = output_layout([o.shape for o in outputs])
+        boxes_out, classes_out, scores_out, count_out = split_outputs(outputs, layout)
         assert count_out == 1 and scores_out[0] == pytest.approx(0.9)
         assert classes_out[0] == 0
         assert boxes_out[0] == pytest.approx([0.1, 0.2, 0.5, 0.6])
+
+
+def test_a_model_of_another_kind_is_refused_when_loaded(tmp_path) -> None:
+    from edge_agent.errors import ModelError
+    from edge_agent.models import resolve
+
+    emotion = resolve("emotion_mini_xception", "float")
+    model = TfliteModel(ModelFile("x", "float", emotion.path, {}),
+                        AcceleratorChoice.resolve("cpu"))
+    with pytest.raises(ModelError, match="not an SSD with the TFLite detection post-process"):
+        SsdDetector(model)
 
 
 def test_an_owner_can_point_the_config_at_an_ssd_file(media) -> None:

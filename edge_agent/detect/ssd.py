@@ -13,22 +13,30 @@ import cv2
 import numpy as np
 
 from edge_agent.detect import Detection
+from edge_agent.errors import ModelError
 from edge_agent.inference import TfliteModel
 
 FACE_CLASS = 0  # Coral's face model has the one class; other classes are not faces
 
 
+def output_layout(shapes: list[tuple[int, ...]]) -> tuple[int, int, int, int]:
+    """Positions of (boxes, classes, scores, count), told apart by shape and order.
+
+    Boxes are the one [1, N, 4] tensor and count the one rank-1 tensor; TF1 puts boxes
+    first (boxes, classes, scores, count), TF2 second (scores, boxes, count, classes).
+    """
+    boxes = [i for i, shape in enumerate(shapes) if len(shape) == 3 and shape[-1] == 4]
+    counts = [i for i, shape in enumerate(shapes) if len(shape) == 1]
+    if len(shapes) != 4 or len(boxes) != 1 or len(counts) != 1 or boxes[0] not in (0, 1):
+        raise ValueError(f"outputs {shapes} are not boxes, classes, scores and count")
+    return (0, 1, 2, 3) if boxes[0] == 0 else (1, 3, 0, 2)
+
+
 def split_outputs(
-    outputs: list[np.ndarray],
+    outputs: list[np.ndarray], layout: tuple[int, int, int, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """(boxes [N,4] ymin,xmin,ymax,xmax normalised; classes [N]; scores [N]; count), from
-    either export's output order."""
-    if len(outputs) != 4:
-        raise ValueError(f"an SSD post-process model has 4 outputs, this one has {len(outputs)}")
-    if outputs[3].size == 1:  # TF1: boxes, classes, scores, count
-        boxes, classes, scores, count = outputs
-    else:  # TF2: scores, boxes, count, classes
-        scores, boxes, count, classes = outputs
+    """(boxes [N,4] ymin,xmin,ymax,xmax normalised; classes [N]; scores [N]; count)."""
+    boxes, classes, scores, count = (outputs[i] for i in layout)
     scores = scores.reshape(-1)
     count_value = min(int(count.reshape(-1)[0]), len(scores))
     return boxes.reshape(-1, 4), classes.reshape(-1), scores, count_value
@@ -47,14 +55,26 @@ class SsdDetector:
         self.score_threshold = score_threshold
         self.min_face_size = min_face_size
         _, self._height, self._width, _ = model.input_shape
+        try:
+            self._layout = output_layout(model.output_shapes)
+        except ValueError as error:
+            raise ModelError(f"{model.path.name} is not an SSD with the TFLite detection "
+                             f"post-process: {error}") from None
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in a BGR uint8 frame, best first."""
         resized = cv2.resize(image, (self._width, self._height), interpolation=cv2.INTER_AREA)
         rgb = np.ascontiguousarray(resized[None, ..., ::-1])
-        # Quantised SSD exports take the pixel bytes as they are; float ones take [-1, 1].
-        tensor = rgb if self.model.quantized else rgb * np.float32(2 / 255) - np.float32(1)
-        boxes, classes, scores, count = split_outputs(self.model.run(tensor))
+        # Quantised SSD exports take the pixel bytes as they are (shifted by 128 for int8
+        # inputs); float ones take [-1, 1].
+        if self.model.input_dtype == np.uint8:
+            tensor = rgb
+        elif self.model.input_dtype == np.int8:
+            tensor = (rgb.astype(np.int16) - 128).astype(np.int8)
+        else:
+            tensor = rgb * np.float32(2 / 255) - np.float32(1)
+        outputs = self.model.run(tensor)
+        boxes, classes, scores, count = split_outputs(outputs, self._layout)
         height, width = image.shape[:2]
         faces = []
         for index in range(count):
