@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edge_agent.capture.files import open_path
@@ -121,3 +122,26 @@ def test_full_range_model_finds_the_five_faces_of_a_group_photo(media) -> None:
     results, _ = run_clip(media("multi_face.jpg"), config)
     assert len(results[0].faces) == 5
     assert len({face.track for face in results[0].faces}) == 5
+
+
+@pytest.mark.parametrize(("top", "left", "bottom", "right"),
+                         [(0, 300, 0, 0), (250, 0, 0, 0), (40, 120, 400, 10)])
+def test_boxes_and_keypoints_follow_the_face_in_any_frame_shape(media, top, left, bottom,
+                                                                right) -> None:
+    """Padding the photo moves the face; the boxes must move by exactly that much, whatever
+    the frame's aspect (the letterbox is undone per axis)."""
+    import cv2
+
+    pipeline = Pipeline(Config())
+    image = cv2.imread(str(media("single_face.jpg")))
+    padded = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT)
+    base = pipeline.detector.detect(image)[0]
+    moved = pipeline.detector.detect(padded)[0]
+    x, y, w, _ = base.box
+    scale = max(padded.shape[:2]) / max(image.shape[:2])  # the detector sees a coarser face
+    tolerance = 0.04 * w * scale
+    assert moved.box[0] == pytest.approx(x + left, abs=tolerance)
+    assert moved.box[1] == pytest.approx(y + top, abs=tolerance)
+    assert moved.box[2] == pytest.approx(w, abs=tolerance)
+    shift = np.array([left, top])
+    assert np.abs(moved.keypoints[:4] - (base.keypoints[:4] + shift)).max() < tolerance

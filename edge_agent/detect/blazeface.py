@@ -110,7 +110,12 @@ class BlazeFaceDetector:
         self._input = np.full((1, size, size, 3), -1.0, dtype=np.float32)
         self._layout: tuple[int, int, int, int, int, int] | None = None
 
-    def _letterbox(self, image: np.ndarray) -> tuple[float, int, int]:
+    def _letterbox(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Fill the input tensor; return the (x, y) scale and offset to undo it.
+
+        Each axis keeps its own scale: the resized size is rounded to whole pixels, and
+        undoing it with one nominal scale would shift boxes by pixels at the far edge.
+        """
         height, width = image.shape[:2]
         size = self.spec.input_size
         scale = size / max(height, width)
@@ -125,11 +130,12 @@ class BlazeFaceDetector:
         # Frames are BGR (OpenCV and picamera2's RGB888 agree on that); the model wants RGB.
         np.multiply(resized[..., ::-1], np.float32(2.0 / 255.0), out=target, casting="unsafe")
         target -= np.float32(1.0)
-        return scale, pad_x, pad_y
+        scales = np.array([new_w / width, new_h / height], dtype=np.float32)
+        return scales, np.array([pad_x, pad_y], dtype=np.float32)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in a BGR uint8 frame, best first."""
-        scale, pad_x, pad_y = self._letterbox(image)
+        scales, offset = self._letterbox(image)
         outputs = self.model.run(self._input)
         regressors = next(o for o in outputs if o.shape[-1] == 16)[0]
         logits = next(o for o in outputs if o.shape[-1] == 1)[0, :, 0]
@@ -151,15 +157,14 @@ class BlazeFaceDetector:
         points = raw[:, 4:4 + 2 * NUM_KEYPOINTS].reshape(-1, NUM_KEYPOINTS, 2)
         points = points + centres[:, None, :] * size
         height, width = image.shape[:2]
-        offset = np.array([pad_x, pad_y], dtype=np.float32)
         faces: list[Detection] = []
         for box, kps, score in weighted_nms(corners, points, scores):
-            x1, y1 = (box[:2] - offset) / scale
-            x2, y2 = (box[2:] - offset) / scale
+            x1, y1 = (box[:2] - offset) / scales
+            x2, y2 = (box[2:] - offset) / scales
             x1, y1 = max(0.0, float(x1)), max(0.0, float(y1))
             x2, y2 = min(float(width), float(x2)), min(float(height), float(y2))
             if x2 - x1 <= 0 or y2 - y1 <= 0 or min(x2 - x1, y2 - y1) < self.min_face_size:
                 continue
-            keypoints = (kps - offset) / scale
+            keypoints = (kps - offset) / scales
             faces.append(Detection((x1, y1, x2 - x1, y2 - y1), score, keypoints))
         return faces
