@@ -4,6 +4,7 @@ picamera2 source with only the `picamera2` module itself replaced."""
 
 from __future__ import annotations
 
+import importlib.machinery
 import sys
 import threading
 import time
@@ -22,6 +23,7 @@ from edge_agent.capture.camera import (
     Mailbox,
     Picamera2Source,
     SourceSpec,
+    picamera2_available,
     redact_url,
     resolve_source,
 )
@@ -271,6 +273,11 @@ class FakePicamera2:
 
     instances: ClassVar[list[FakePicamera2]] = []
     fail_after: ClassVar[int | None] = None
+    cameras: ClassVar[list[dict]] = [{"Model": "imx708", "Num": 0}]
+
+    @classmethod
+    def global_camera_info(cls) -> list[dict]:
+        return cls.cameras
 
     def __init__(self, camera_num: int = 0) -> None:
         self.camera_num = camera_num
@@ -309,10 +316,18 @@ class FakePicamera2:
 def picamera2(monkeypatch):
     module = types.ModuleType("picamera2")
     module.Picamera2 = FakePicamera2  # type: ignore[attr-defined]
+    module.__spec__ = importlib.machinery.ModuleSpec("picamera2", None)
     monkeypatch.setitem(sys.modules, "picamera2", module)
     FakePicamera2.instances = []
     FakePicamera2.fail_after = None
+    FakePicamera2.cameras = [{"Model": "imx708", "Num": 0}]
     return FakePicamera2
+
+
+def test_auto_uses_picamera2_only_when_libcamera_sees_a_camera(picamera2):
+    assert picamera2_available()
+    picamera2.cameras = []  # a Pi with picamera2 installed but only a USB webcam
+    assert not picamera2_available()
 
 
 def test_picamera2_is_configured_for_bgr_at_the_configured_size_and_rate(picamera2):

@@ -70,7 +70,17 @@ def redact_url(url: str) -> str:
 
 
 def picamera2_available() -> bool:
-    return importlib.util.find_spec("picamera2") is not None
+    """picamera2 is installed and libcamera sees a camera. install.sh puts picamera2 on
+    every Pi, so a Pi with only a USB webcam must fall through to /dev/video*."""
+    if importlib.util.find_spec("picamera2") is None:
+        return False
+    try:
+        from picamera2 import Picamera2
+
+        return bool(Picamera2.global_camera_info())
+    except Exception as error:  # a broken install: report it, then try V4L2
+        log.warning("picamera2 is installed but unusable (%s); trying /dev/video*", error)
+        return False
 
 
 def video_devices(dev: Path = Path("/dev")) -> list[Path]:
