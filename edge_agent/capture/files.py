@@ -107,8 +107,11 @@ class VideoSource:
         return capture
 
     def frames(self) -> Iterator[Frame]:
+        """Frames stamped with the stream's own presentation time: phone clips often have
+        a variable frame rate, where index / fps drifts by a third of a second."""
         assert self.fps is not None
-        index = 0
+        step = 1.0 / self.fps
+        index, offset, t = 0, 0.0, -step
         while True:
             if self._first is not None:
                 image, self._first = self._first, None
@@ -119,8 +122,11 @@ class VideoSource:
                         return
                     self._capture.release()
                     self._capture = self._open()
+                    offset = t + step  # the next pass continues the clock
                     continue
-            yield Frame(index, index / self.fps, image)
+            stamp = offset + self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            t = stamp if stamp > t else t + step  # never backwards, whatever the container
+            yield Frame(index, t, image)
             index += 1
 
     def close(self) -> None:
