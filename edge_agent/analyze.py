@@ -13,12 +13,8 @@ import numpy as np
 from edge_agent.annotate import draw_faces
 from edge_agent.capture.files import IMAGE_SUFFIXES, ImageSource, open_path
 from edge_agent.config import load_or_default
-from edge_agent.errors import EX_USAGE, EdgeAgentError
+from edge_agent.errors import UsageError
 from edge_agent.pipeline import FrameResult, Pipeline
-
-
-class UsageError(EdgeAgentError):
-    exit_code = EX_USAGE
 
 
 class Annotator:

@@ -19,16 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.config import load_or_default
-from edge_agent.errors import EX_USAGE, EdgeAgentError
+from edge_agent.errors import UsageError
 from edge_agent.notify import Notifier
 from edge_agent.samples import DEMO_CLIP, sample
 from edge_agent.service import Daemon, percentiles
 
 STAGES = ("decode", "detect", "classify", "track", "publish", "display")
-
-
-class BenchUsageError(EdgeAgentError):
-    exit_code = EX_USAGE
 
 
 def process_age_s() -> float:
@@ -135,7 +131,7 @@ def print_table(result: dict[str, Any]) -> None:
 
 def main(args: argparse.Namespace) -> int:
     if args.frames is not None and args.frames < 1:
-        raise BenchUsageError(f"--frames {args.frames}: must be at least 1")
+        raise UsageError(f"--frames {args.frames}: must be at least 1")
     config = load_or_default(args.config)
     source = Path(args.source) if args.source else sample(DEMO_CLIP)
     config.camera.source = str(source)

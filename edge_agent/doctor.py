@@ -40,23 +40,13 @@ class Row:
     detail: str
 
 
-def _models_needed(config: Config) -> list[str]:
-    from edge_agent.pipeline import BLAZEFACE
-
-    names = [BLAZEFACE[config.detector.model][0]] if config.detector.model in BLAZEFACE else []
-    classifier = config.classifier
-    names += [name for name, wanted in (("emotion_mini_xception", classifier.emotion),
-                                        ("age_v1", classifier.age),
-                                        ("gender_v1", classifier.gender)) if wanted]
-    return names
-
-
 def check_models(config: Config) -> Row:
     from edge_agent.models import DEFAULT_MODELS_DIR, resolve
+    from edge_agent.pipeline import models_needed
 
     models_dir = Path(config.models.dir) if config.models.dir else DEFAULT_MODELS_DIR
     found, edgetpu = [], 0
-    for name in _models_needed(config):
+    for name in models_needed(config):
         model = resolve(name, config.models.variant, models_dir)  # raises ModelError
         found.append(name)
         edgetpu += model.edgetpu_path().is_file()

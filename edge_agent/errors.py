@@ -18,6 +18,12 @@ class EdgeAgentError(Exception):
     exit_code = EX_SOFTWARE
 
 
+class UsageError(EdgeAgentError):
+    """The command line asks for something that cannot be done (argparse catches the rest)."""
+
+    exit_code = EX_USAGE
+
+
 class InputError(EdgeAgentError):
     """The input path is missing, unreadable, or not an image or video we can decode."""
 

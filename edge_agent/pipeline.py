@@ -24,6 +24,15 @@ from edge_agent.track import Track, Tracker, TrackerSettings, TrackEvent
 
 BLAZEFACE = {"short_range": ("blazeface_short_range", SHORT_RANGE),
              "full_range": ("blazeface_full_range", FULL_RANGE)}
+CLASSIFIER_MODELS = {"emotion": "emotion_mini_xception", "age": "age_v1", "gender": "gender_v1"}
+
+
+def models_needed(config: Config) -> list[str]:
+    """Manifest names of the models a config loads (an SSD file is not in the manifest)."""
+    detector = [BLAZEFACE[config.detector.model][0]] if config.detector.model in BLAZEFACE \
+        else []
+    return detector + [name for task, name in CLASSIFIER_MODELS.items()
+                       if getattr(config.classifier, task)]
 
 
 @dataclass(slots=True)
@@ -93,12 +102,9 @@ class Pipeline:
 
         self.detector: Detector = self._detector(config, load)
         classifier = config.classifier
-        self.classifier = FaceClassifier(
-            load("emotion_mini_xception") if classifier.emotion else None,
-            load("age_v1") if classifier.age else None,
-            load("gender_v1") if classifier.gender else None,
-            level_faces=classifier.level_faces,
-        )
+        models = {task: load(name) if getattr(classifier, task) else None
+                  for task, name in CLASSIFIER_MODELS.items()}
+        self.classifier = FaceClassifier(**models, level_faces=classifier.level_faces)
         self.tracker = Tracker(tracker_settings(config))
 
     def _detector(self, config: Config, load: Any) -> Detector:

@@ -137,7 +137,6 @@ def open_path(path: Path, *, loop: bool = False) -> ImageSource | FolderSource |
     """The right source for a path: a folder, a still (by content), or a video."""
     if path.is_dir():
         return FolderSource(path, loop=loop)
-    _check_file(path)
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageSource(path)
     return VideoSource(path, loop=loop)

@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from edge_agent.classify import EMOTIONS, FaceAttributes
+from edge_agent.classify import EMOTIONS, GENDERS, FaceAttributes
 from edge_agent.detect import Detection
 
 EventType = Literal["face_appeared", "emotion_changed", "face_lost"]
@@ -54,7 +54,8 @@ class Track:
     def gender(self) -> str | None:
         if self.female_probability is None:
             return None
-        return "female" if self.female_probability >= 0.5 else "male"
+        female, male = GENDERS
+        return female if self.female_probability >= 0.5 else male
 
     @property
     def gender_score(self) -> float | None:
