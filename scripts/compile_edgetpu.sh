@@ -26,9 +26,11 @@ if [ "${#inputs[@]}" -eq 0 ]; then
     exit 1
 fi
 
-for model in "${inputs[@]}"; do
-    echo "==> ${model}"
-    # -s: print the per-op mapping so a CPU fallback is visible in the log.
-    edgetpu_compiler -s -o "${models}" "${model}"
-done
+# One call co-compiles them: the pipeline runs all of them on every frame through one
+# delegate, and co-compiled models share the Edge TPU's 8 MB of on-chip memory instead of
+# evicting each other's parameters (about 4 MB of int8 weights in all). Detectors come
+# first, as the compiler caches models in the order given.
+echo "==> co-compiling ${#inputs[@]} model(s): ${inputs[*]##*/}"
+# -s: print the per-op mapping so a CPU fallback is visible in the log.
+edgetpu_compiler -s -o "${models}" "${inputs[@]}"
 echo "done: ${#inputs[@]} model(s) compiled into ${models}"
