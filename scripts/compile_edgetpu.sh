@@ -20,7 +20,10 @@ if ! command -v edgetpu_compiler >/dev/null 2>&1; then
 fi
 
 shopt -s nullglob
-inputs=("${models}"/*_int8.tflite)
+inputs=("${models}"/blazeface_*_int8.tflite)
+for model in "${models}"/*_int8.tflite; do
+    case "${model##*/}" in blazeface_*) ;; *) inputs+=("${model}") ;; esac
+done
 if [ "${#inputs[@]}" -eq 0 ]; then
     echo "error: no *_int8.tflite files in ${models}; run 'make models' first." >&2
     exit 1
