@@ -105,8 +105,8 @@ def file_for(model: ModelFile, accelerator: AcceleratorChoice) -> Path:
 class TfliteModel:
     """One interpreter, its input quantisation, and a reusable input buffer.
 
-    Dynamic-batch models are resized only when the batch size changes, so steady frames
-    with the same number of faces allocate nothing.
+    Dynamic-batch models are resized (and their tensors reallocated) only when the number
+    of faces changes, not on every frame.
     """
 
     def __init__(
