@@ -301,3 +301,37 @@ def test_the_whole_appliance_with_a_real_broker_and_panel(tmp_path, media, notif
         assert collector.wait(lambda c: c.snapshot("/availability")[-1:] and
                               c.snapshot("/availability")[-1].payload == b"offline", 5)
     assert "Traceback" not in daemon.output()
+
+
+def test_faces_end_on_time_when_a_live_camera_goes_silent(tmp_path, media, notify, daemons,
+                                                          mosquitto):
+    """No frame, no detection: the face must still be reported gone after lost_after_s,
+    not left on the dashboard until the camera comes back."""
+    from mqtt_broker import Collector
+
+    with MjpegCamera(media(CLIP), frames=48, fps=24) as camera, \
+            Collector(mosquitto, ("edge-agent/silent-cam/#",)) as collector:
+        config = base_config(tmp_path)
+        config.device_id = "silent-cam"
+        config.camera.source = camera.url
+        config.tracker.lost_after_s = 1.0
+        config.mqtt.enabled = True
+        config.mqtt.host, config.mqtt.port = mosquitto.host, mosquitto.port
+        config.mqtt.discovery = False
+        daemon = Daemon(write(tmp_path / "config.toml", config), notify)
+        daemons.append(daemon)
+        assert notify.wait_for("READY=1", 60), daemon.output()
+
+        def events(kind: str) -> list:
+            return [m for m in collector.snapshot("/events") if m.json()["type"] == kind]
+
+        assert collector.wait(lambda c: events("face_appeared"), 10), daemon.output()
+        while camera.sent < 48:
+            time.sleep(0.05)
+        silent_at = time.monotonic()
+        assert collector.wait(lambda c: events("face_lost"), 5), daemon.output()
+        assert time.monotonic() - silent_at < 3.0
+        assert daemon.process.poll() is None  # still running, waiting for the camera
+        assert collector.wait(lambda c: c.snapshot("/state")[-1].json()["face_count"] == 0, 3)
+        daemon.process.send_signal(signal.SIGTERM)
+        assert daemon.wait(5) == 0, daemon.output()
