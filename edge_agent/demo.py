@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.config import Config
-from edge_agent.errors import EX_UNAVAILABLE, EX_USAGE, EdgeAgentError
+from edge_agent.errors import EX_UNAVAILABLE, EdgeAgentError, UsageError
 from edge_agent.notify import Notifier
 from edge_agent.samples import DEMO_CLIP, SAMPLES, cache_dir, sample
 
@@ -49,10 +49,6 @@ DEVICE_ID = "demo"
 EVENT_TYPES = ("face_appeared", "emotion_changed", "face_lost")
 BROKER_START_S = 5.0
 END_WAIT_S = 3.0  # after the daemon stops: how long the last events may take to arrive
-
-
-class DemoUsageError(EdgeAgentError):
-    exit_code = EX_USAGE
 
 
 class BrokerError(EdgeAgentError):
@@ -86,15 +82,15 @@ class Options:
         env = os.environ if environ is None else environ
         broker = env.get("EDGE_AGENT_DEMO_BROKER", "auto").strip().lower() or "auto"
         if broker not in ("auto", "mosquitto", "embedded"):
-            raise DemoUsageError(f"EDGE_AGENT_DEMO_BROKER = {broker!r}: must be auto, "
+            raise UsageError(f"EDGE_AGENT_DEMO_BROKER = {broker!r}: must be auto, "
                                  "mosquitto or embedded")
         clip = env.get("EDGE_AGENT_DEMO_CLIP", "").strip() or DEMO_CLIP
         if clip not in SAMPLES or not clip.endswith((".mp4", ".mov")):
             clips = ", ".join(sorted(n for n in SAMPLES if n.endswith((".mp4", ".mov"))))
-            raise DemoUsageError(f"EDGE_AGENT_DEMO_CLIP = {clip!r}: must be one of {clips}")
+            raise UsageError(f"EDGE_AGENT_DEMO_CLIP = {clip!r}: must be one of {clips}")
         realtime = env.get("EDGE_AGENT_DEMO_REALTIME", "1").strip().lower()
         if realtime not in ("0", "1", "true", "false", "yes", "no"):
-            raise DemoUsageError(f"EDGE_AGENT_DEMO_REALTIME = {realtime!r}: must be 1 or 0")
+            raise UsageError(f"EDGE_AGENT_DEMO_REALTIME = {realtime!r}: must be 1 or 0")
         display = env.get("EDGE_AGENT_DEMO_DISPLAY", "").strip()
         path = Path(display) if display else cache_dir() / "demo" / "display.png"
         return cls(broker, clip, realtime in ("1", "true", "yes"), path.absolute(),
@@ -496,7 +492,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         options.display.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise DemoUsageError(f"cannot create {options.display.parent} for the display png: "
+        raise UsageError(f"cannot create {options.display.parent} for the display png: "
                              f"{error.strerror or error}") from None
     options.display.unlink(missing_ok=True)  # a png from an earlier run would mislead
     with tempfile.TemporaryDirectory(prefix="edge-agent-demo-") as folder:
