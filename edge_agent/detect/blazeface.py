@@ -68,14 +68,17 @@ def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
 
 
 def weighted_nms(
-    corners: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU
+    corners: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU,
+    *, stable: bool = False,
 ) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """Blend each cluster of overlapping boxes by score, keeping the cluster's best score.
 
     BlazeFace fires several neighbouring anchors per face; averaging them steadies the box
-    from frame to frame far better than keeping only the best one.
+    from frame to frame far better than keeping only the best one. `stable` keeps tied
+    scores in anchor order, whatever sort numpy picks for the CPU (the model build wants
+    results that do not depend on the build machine).
     """
-    order = np.argsort(-scores)
+    order = np.argsort(-scores, kind="stable" if stable else None)
     corners, keypoints, scores = corners[order], keypoints[order], scores[order]
     remaining = np.ones(len(scores), dtype=bool)
     faces = []
@@ -90,6 +93,40 @@ def weighted_nms(
         points = (keypoints[cluster] * weights[:, None, None]).sum(axis=0)
         faces.append((box, points, float(scores[index])))
     return faces
+
+
+def decode(
+    regressors: np.ndarray, logits: np.ndarray, anchors: np.ndarray, spec: AnchorSpec,
+    threshold: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The anchors scoring at least `threshold`, decoded in pixels of the model input.
+
+    Returns corners (N, 4) as x1, y1, x2, y2, keypoints (N, 6, 2) and scores (N,), the
+    scores in the dtype of `logits`.
+    """
+    # Compare logits, not scores: the sigmoid then runs only on the few anchors kept.
+    with np.errstate(divide="ignore"):
+        min_logit = np.log(threshold) - np.log1p(-threshold)
+    keep = np.flatnonzero(logits >= min_logit)
+    scores = 1.0 / (1.0 + np.exp(-np.clip(logits[keep], -SCORE_CLIP, SCORE_CLIP)))
+    size = float(spec.input_size)
+    raw = regressors[keep]
+    centres = anchors[keep]
+    # Offsets are in pixels of the 128 (or 192) input.
+    cx = raw[:, 0] + centres[:, 0] * size
+    cy = raw[:, 1] + centres[:, 1] * size
+    half_w, half_h = raw[:, 2] / 2, raw[:, 3] / 2
+    corners = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1)
+    points = raw[:, 4:4 + 2 * NUM_KEYPOINTS].reshape(-1, NUM_KEYPOINTS, 2)
+    points = points + centres[:, None, :] * size
+    return corners, points, scores
+
+
+def letterbox_layout(height: int, width: int, size: int) -> tuple[int, int, int, int]:
+    """(new_w, new_h, pad_x, pad_y) of a height x width frame letterboxed into size x size."""
+    scale = size / max(height, width)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    return new_w, new_h, (size - new_w) // 2, (size - new_h) // 2
 
 
 class BlazeFaceDetector:
@@ -117,10 +154,7 @@ class BlazeFaceDetector:
         undoing it with one nominal scale would shift boxes by pixels at the far edge.
         """
         height, width = image.shape[:2]
-        size = self.spec.input_size
-        scale = size / max(height, width)
-        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-        pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
+        new_w, new_h, pad_x, pad_y = letterbox_layout(height, width, self.spec.input_size)
         layout = (height, width, new_w, new_h, pad_x, pad_y)
         if layout != self._layout:  # a new frame size: reset the padding once
             self._input.fill(-1.0)
@@ -139,23 +173,10 @@ class BlazeFaceDetector:
         outputs = self.model.run(self._input)
         regressors = next(o for o in outputs if o.shape[-1] == 16)[0]
         logits = next(o for o in outputs if o.shape[-1] == 1)[0, :, 0]
-        # Compare logits, not scores: the sigmoid then runs only on the few anchors kept.
-        with np.errstate(divide="ignore"):
-            threshold = np.log(self.score_threshold) - np.log1p(-self.score_threshold)
-        keep = np.flatnonzero(logits >= threshold)
-        if keep.size == 0:
+        corners, points, scores = decode(
+            regressors, logits, self._anchors, self.spec, self.score_threshold)
+        if scores.size == 0:
             return []
-        scores = 1.0 / (1.0 + np.exp(-np.clip(logits[keep], -SCORE_CLIP, SCORE_CLIP)))
-        size = float(self.spec.input_size)
-        raw = regressors[keep]
-        centres = self._anchors[keep]
-        # Decode in input pixels: offsets are in pixels of the 128 (or 192) input.
-        cx = raw[:, 0] + centres[:, 0] * size
-        cy = raw[:, 1] + centres[:, 1] * size
-        half_w, half_h = raw[:, 2] / 2, raw[:, 3] / 2
-        corners = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1)
-        points = raw[:, 4:4 + 2 * NUM_KEYPOINTS].reshape(-1, NUM_KEYPOINTS, 2)
-        points = points + centres[:, None, :] * size
         height, width = image.shape[:2]
         faces: list[Detection] = []
         for box, kps, score in weighted_nms(corners, points, scores):
