@@ -71,18 +71,22 @@ def _count_frames(path: Path) -> int | None:
     return count or None
 
 
-def run_bench(daemon: Daemon, frames: int | None, progress: Progress) -> None:
-    """Drive the daemon until the file ends or `frames` have been processed."""
+def run_bench(daemon: Daemon, frames: int | None, progress: Progress) -> list[float]:
+    """Drive the daemon until the file ends or `frames` have been processed; return every
+    frame's latency (drained as it goes: the daemon keeps only a recent window)."""
+    latencies: list[float] = []
     daemon.start()
     while not daemon._done.wait(0.05):
+        latencies += daemon.stats.take_latencies()
         processed = daemon.stats.processed
         progress.draw(processed, daemon.stats.fps)
         if frames is not None and processed >= frames:
             break
     daemon.shutdown()
+    return latencies + daemon.stats.take_latencies()
 
 
-def report(daemon: Daemon, startup_s: float) -> dict[str, Any]:
+def report(daemon: Daemon, startup_s: float, latencies: list[float]) -> dict[str, Any]:
     stats = daemon.stats
     frames = stats.processed
     span = stats.last_result_at - (stats.first_result_at or stats.last_result_at)
@@ -94,7 +98,7 @@ def report(daemon: Daemon, startup_s: float) -> dict[str, Any]:
     return {
         "fps": round((frames - 1) / span, 1) if frames > 1 and span > 0 else 0.0,
         "frames": frames,
-        "latency_ms": percentiles(stats.take_latencies()),
+        "latency_ms": percentiles(latencies),
         "rss_mb": round(peak_rss_mb(), 1),
         "startup_s": round(startup_s, 3),
         "stages_ms": {stage: round(totals.get(stage, 0.0) / max(frames, 1), 3)
@@ -142,12 +146,12 @@ def main(args: argparse.Namespace) -> int:
         daemon = Daemon(config, None, notifier=Notifier(environ={}))
         total = args.frames or (_count_frames(source) if source.is_file() else None)
         progress = Progress(total)
-        run_bench(daemon, args.frames, progress)
+        latencies = run_bench(daemon, args.frames, progress)
         assert daemon.stats.first_result_at is not None or daemon.stats.processed == 0
         startup_s = process_age_s() - (time.monotonic() - (daemon.stats.first_result_at
                                                              or time.monotonic()))
         progress.draw(daemon.stats.processed, daemon.stats.fps, final=True)
-        result = report(daemon, startup_s)
+        result = report(daemon, startup_s, latencies)
     assert daemon.capture is not None
     for failure in (daemon._failure, daemon.capture.failure):
         if failure is not None:  # numbers from a run that broke off would mislead
