@@ -155,3 +155,33 @@ def test_stop_sends_the_backlog_before_saying_offline(tmp_path: Path):
     again.start()
     assert again.outbox_depth == 0 and again.last_seq == 400
     again.stop(flush_timeout_s=0)
+
+
+def test_a_frozen_broker_does_not_make_the_sender_spin(tmp_path: Path):
+    """A broker that stops answering (the link looks open, no acks come) fills the window;
+    the sender must then wait on the socket, not busy-loop until keepalive notices."""
+    import resource
+    import signal
+
+    broker = Mosquitto(tmp_path / "broker").start()
+    publisher = MqttPublisher(publisher_config(broker.host, broker.port, tmp_path / "state"))
+    publisher.start()
+    try:
+        deadline = time.monotonic() + 5
+        while publisher.status != "connected" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert broker.process is not None
+        broker.process.send_signal(signal.SIGSTOP)
+        frames = scene(700)
+        for result in frames:  # events and state changes fill the in-flight window
+            publisher.publish_frame(result, time.time())
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        time.sleep(2.0)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        assert cpu < 0.5, f"{cpu:.2f} s of CPU in 2 s while the broker was frozen"
+    finally:
+        if broker.process is not None:
+            broker.process.send_signal(signal.SIGCONT)
+        publisher.stop(flush_timeout_s=1.0)
+        broker.stop()

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge_agent.mqtt")
 
 WINDOW = 64  # QoS 1 messages in flight at once (lowered to the broker's Receive Maximum)
+STABLE_CONNECTION_S = 30.0  # up this long, a connection resets the reconnect backoff
 ACK_BATCH, ACK_DELAY_S = 64, 0.05  # acknowledged rows are deleted together, soon
 OUTBOX_FILE = "outbox.sqlite3"
 _Message = tuple[str, bytes, int, bool]  # topic, payload, qos, retain
@@ -117,6 +118,7 @@ class MqttPublisher:
         self._resend_discovery = False
         self._rejected = 0
         self._last_failure = ""
+        self._connected_at: float | None = None
 
     # -- the daemon's side -------------------------------------------------------------
 
@@ -254,7 +256,7 @@ class MqttPublisher:
             if not self._last_failure:  # while retrying, the reason stays on show
                 self._status = "connecting"
             try:
-                failure = self._connection(backoff)
+                failure = self._connection()
             except Exception as error:  # a bug must not end publishing for good
                 log.exception("MQTT sender failed")
                 failure = f"disconnected: internal error {error!r}"
@@ -263,6 +265,11 @@ class MqttPublisher:
                 self._connected = False
             if failure is None or self._stopping.is_set():
                 break
+            if self._connected_at is not None:
+                if time.monotonic() - self._connected_at >= STABLE_CONNECTION_S:
+                    backoff.reset()  # a connection that held: start again from the floor
+                    self._last_failure = ""
+                self._connected_at = None
             self._retry_later(failure, backoff)
         self._status = "disconnected"
 
@@ -288,7 +295,7 @@ class MqttPublisher:
         except (BlockingIOError, OSError):
             pass
 
-    def _connection(self, backoff: Backoff) -> str | None:
+    def _connection(self) -> str | None:
         """One connection from CONNECT to its end. Returns why it ended (None: stopped)."""
         client = self.connection.new_client(self.client_id,
                                             will=(self.topics.availability, OFFLINE))
@@ -319,7 +326,7 @@ class MqttPublisher:
                     if reason.is_failure:
                         self._close(client)
                         return self.connection.refusal(reason)
-                    self._on_connected(client, properties, backoff)
+                    self._on_connected(client, properties)
                 elif now > connack_deadline:
                     self._close(client)
                     return "disconnected: the broker did not answer CONNECT"
@@ -353,7 +360,9 @@ class MqttPublisher:
             return max(0.0, self._acked_since + ACK_DELAY_S - now)
         with self._lock:
             pending_state = self._pending_state is not None
-        if pending_state and self._connected:
+        if pending_state and self._connected and len(self._inflight) < self._window:
+            # (with the window full only an ack can let it go: wait on the socket, or
+            # select() would return at once and spin)
             due = self._last_state_sent + self._mqtt.state_interval_s - now
             return max(0.0, min(1.0, due))
         return 1.0
@@ -388,10 +397,12 @@ class MqttPublisher:
             log.info("Home Assistant came online; sending discovery again")
             self._resend_discovery = True
 
-    def _on_connected(self, client: paho.Client, properties: Any, backoff: Backoff) -> None:
+    def _on_connected(self, client: paho.Client, properties: Any) -> None:
+        # The backoff is reset only once the connection has held for a while: two agents
+        # with one client id, or a broker that drops us after CONNACK, must not reconnect
+        # every half second forever.
         self._connected = True
-        backoff.reset()
-        self._last_failure = ""
+        self._connected_at = time.monotonic()
         receive_maximum = getattr(properties, "ReceiveMaximum", None)
         self._window = max(1, min(WINDOW, receive_maximum or WINDOW))
         self._status = "connected"
