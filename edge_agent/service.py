@@ -45,6 +45,7 @@ log = logging.getLogger("edge_agent.service")
 STOP_BUDGET_S = 5.0  # SIGTERM to exit, all included
 STATUS_PERIOD_S = 2.0
 SIGNAL_POLL_S = 0.1  # how soon the main loop notices a signal
+DISPLAY_REFRESH_S = 1.0  # redraw period while no frames drive the display
 FPS_WINDOW_S = 5.0
 THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
 
@@ -245,7 +246,7 @@ class Daemon:
                 self._publish(result, frame.wall)
                 handed_over = time.monotonic()  # latency ends when the publisher has it
                 shown = time.perf_counter()
-                self._show(result, frame.image)
+                self._show(result.faces, frame.image)
                 stages = result.stages_ms
                 stages["publish"] = (shown - published) * 1e3
                 stages["display"] = (time.perf_counter() - shown) * 1e3
@@ -282,7 +283,7 @@ class Daemon:
         except Exception as error:
             log.error("publishing a frame failed: %s", error)
 
-    def _show(self, result: Any, image: Any) -> None:
+    def _show(self, faces: list[Any], image: Any) -> None:
         display = self.display  # the main thread may swap it on SIGHUP
         if display is None:
             return
@@ -290,11 +291,17 @@ class Daemon:
 
         try:
             display.update(DisplayState(
-                faces=result.faces, frame=image, fps=self.stats.fps, broker=self.broker,
+                faces=faces, frame=image, fps=self.stats.fps, broker=self.broker,
                 camera=self.camera_state, faults=list(self.faults), ip=self.ip,
                 wall=time.time()))
         except Exception as error:
             log.error("display update failed: %s", error)
+
+    def _refresh_display(self) -> None:
+        """Frames drive the display; while none come (camera starting, stalled or lost) the
+        main loop redraws it, so the panel says so, shows no stale face, and dims on time."""
+        if self.display is not None and self.camera_state != "ok":
+            self._show([], None)
 
     # -- what the main thread reports ------------------------------------------------------
     @property
@@ -387,6 +394,7 @@ class Daemon:
         next_status = now
         next_stats = now + self.config.mqtt.stats_interval_s
         next_ip = now + 60.0
+        next_display = now
         pinged_at_count = 0
         while True:
             while self._signals:
@@ -422,7 +430,10 @@ class Daemon:
                 next_stats = now + self.config.mqtt.stats_interval_s
             if now >= next_ip:
                 self.ip, next_ip = local_ip(), now + 60.0
-            deadlines = [next_status, next_stats, next_ip]
+            if now >= next_display:
+                self._refresh_display()
+                next_display = now + DISPLAY_REFRESH_S
+            deadlines = [next_status, next_stats, next_ip, next_display]
             if watchdog and self.ready:
                 deadlines.append(next_ping)
             timeout = min(deadlines) - time.monotonic()

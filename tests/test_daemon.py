@@ -318,6 +318,9 @@ def test_faces_end_on_time_when_a_live_camera_goes_silent(tmp_path, media, notif
         config.mqtt.enabled = True
         config.mqtt.host, config.mqtt.port = mosquitto.host, mosquitto.port
         config.mqtt.discovery = False
+        config.display.kind = "png"
+        panel = tmp_path / "panel.png"
+        config.display.path = str(panel)
         daemon = Daemon(write(tmp_path / "config.toml", config), notify)
         daemons.append(daemon)
         assert notify.wait_for("READY=1", 60), daemon.output()
@@ -333,5 +336,11 @@ def test_faces_end_on_time_when_a_live_camera_goes_silent(tmp_path, media, notif
         assert time.monotonic() - silent_at < 3.0
         assert daemon.process.poll() is None  # still running, waiting for the camera
         assert collector.wait(lambda c: c.snapshot("/state")[-1].json()["face_count"] == 0, 3)
+        # The panel is redrawn without frames: the face goes, "camera stalled" comes.
+        with_face = panel.read_bytes()
+        deadline = time.monotonic() + 5
+        while panel.read_bytes() == with_face and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert panel.read_bytes() != with_face
         daemon.process.send_signal(signal.SIGTERM)
         assert daemon.wait(5) == 0, daemon.output()

@@ -170,6 +170,8 @@ def test_fault_screen_is_plain_and_different(tmp_path: Path) -> None:
     idle = pixels(display.render(state([])))
     faulty = pixels(display.render(state([], camera="lost")))
     assert [text for text, _ in display.texts] == ["FAULT", "camera lost"]
+    display.render(state([], camera="stalled"))
+    assert " ".join(text for text, _ in display.texts) == "FAULT camera stalled"
     assert (faulty != idle).mean() > 0.1
     assert (faulty[5] > 0).mean() > 0.6  # the banner row is lit: inverted title
 

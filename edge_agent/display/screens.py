@@ -57,8 +57,8 @@ COLOUR = Palette((0, 0, 0), (255, 255, 255), (170, 170, 170), (90, 215, 120), (2
 def fault_lines(state: DisplayState) -> list[str]:
     """The problems a person at the device should know about, worst first."""
     lines = []
-    if state.camera == "lost":
-        lines.append("camera lost")
+    if state.camera in ("lost", "stalled", "failed"):
+        lines.append(f"camera {state.camera}")
     if state.broker not in BROKER_OK:
         lines.append(f"MQTT {state.broker}")
     lines.extend(state.faults)
