@@ -222,13 +222,16 @@ def _loop(client: paho.Client, board: Board, screen: Screen) -> None:
             screen.draw(board)
             time.sleep(delay)
             try:
-                client.reconnect()
-                backoff.reset()
+                client.reconnect()  # the backoff resets only once the broker says yes
             except (OSError, MqttError) as error:
                 board.status = f"disconnected ({describe_error(error)})"
             board.changed = True
+        if board.status == "connected":
+            backoff.reset()
         now = time.monotonic()
-        if now - last_draw >= (REDRAW_S if board.changed else 1.0):
+        # A terminal is redrawn every second (ages tick); piped output only on a change.
+        if (board.changed and now - last_draw >= REDRAW_S) or (
+                screen.tty and now - last_draw >= 1.0):
             screen.draw(board)
             board.changed = False
             last_draw = now

@@ -337,3 +337,14 @@ def test_password_is_taken_from_the_environment_without_a_file(
 def test_timestamps_are_utc_iso_8601_rounded_to_the_millisecond():
     assert iso_utc(1746100800.0 + 0.1 * 8) == "2025-05-01T12:00:00.800Z"
     assert iso_utc(1746100800.9996) == "2025-05-01T12:00:01.000Z"
+
+
+def test_a_password_file_that_is_not_text_is_refused_without_quoting_it(tmp_path: Path):
+    secret = tmp_path / "password"
+    secret.write_bytes(b"s3cr\xe9t-pass")
+    config = publisher_config("127.0.0.1", 1, tmp_path / "state")
+    config.mqtt.username = "agent"
+    config.mqtt.password_file = str(secret)
+    with pytest.raises(ConfigError, match="not UTF-8 text") as refused:
+        MqttPublisher(config)
+    assert "0xe9" not in str(refused.value) and "s3cr" not in str(refused.value)

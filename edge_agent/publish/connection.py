@@ -144,10 +144,12 @@ def _password(mqtt: MqttConfig) -> str | None:
         except FileNotFoundError:
             raise ConfigError(f"mqtt.password_file = {mqtt.password_file!r}: "
                               "file not found") from None
-        except (OSError, UnicodeDecodeError) as error:
-            reason = getattr(error, "strerror", None) or error
+        except UnicodeDecodeError:  # its message would quote a byte of the password
             raise ConfigError(f"mqtt.password_file = {mqtt.password_file!r}: "
-                              f"cannot read ({reason})") from None
+                              "not UTF-8 text") from None
+        except OSError as error:
+            raise ConfigError(f"mqtt.password_file = {mqtt.password_file!r}: "
+                              f"cannot read ({error.strerror or error})") from None
     if mqtt.username:
         return os.environ.get(PASSWORD_ENV)
     return None
