@@ -298,7 +298,7 @@ def load(path: Path) -> Config:
 
 def to_dict(config: Any) -> dict[str, Any]:
     """The effective config as plain data. Secrets never live in it: the MQTT password is
-    read from `password_file` or the environment only when connecting."""
+    read from `password_file` or the environment when the agent starts."""
     return dataclasses.asdict(config)
 
 
@@ -395,7 +395,7 @@ SECTION_NOTES: dict[str, str] = {
     "tracker": "Following faces from frame to frame (reloadable with SIGHUP).",
     "models": "Model files, checked against models/manifest.json on every load.",
     "mqtt": "The broker. No secret lives in this file: the password is read from "
-            "password_file when connecting.",
+            "password_file when the agent starts.",
     "state": "Persistent state (the MQTT outbox).",
     "display": "A small local panel. Every key here is reloadable with SIGHUP.",
 }

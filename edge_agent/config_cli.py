@@ -2,7 +2,7 @@
 
 `check` validates one file exactly as the daemon would load it; `show` prints the effective
 config (the file merged over the defaults) as TOML, or JSON with `--json`. The file holds no
-secret (the MQTT password is read from its own file when connecting); a value under a
+secret (the MQTT password is read from its own file when the agent starts); a value under a
 secret-looking key would still be printed as "***".
 """
 
