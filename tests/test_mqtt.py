@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 from datetime import datetime
@@ -348,3 +349,12 @@ def test_a_password_file_that_is_not_text_is_refused_without_quoting_it(tmp_path
     with pytest.raises(ConfigError, match="not UTF-8 text") as refused:
         MqttPublisher(config)
     assert "0xe9" not in str(refused.value) and "s3cr" not in str(refused.value)
+
+
+def test_device_ids_that_differ_only_in_unsafe_characters_stay_apart():
+    from edge_agent.publish.discovery import node_id
+
+    assert node_id("kitchen-1") == "kitchen-1"  # safe ids are kept as they are
+    dotted, underscored = node_id("pi.kitchen"), node_id("pi_kitchen")
+    assert dotted != underscored and dotted.startswith("pi_kitchen_")
+    assert re.fullmatch(r"[a-zA-Z0-9_-]+", dotted)

@@ -6,6 +6,7 @@ Configs are retained and sent again whenever Home Assistant announces `online` o
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -16,8 +17,17 @@ _UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
 
 
 def node_id(device_id: str) -> str:
-    """The device id in the characters discovery topics and unique ids allow."""
-    return _UNSAFE.sub("_", device_id) or "edge_agent"
+    """The device id in the characters discovery topics and unique ids allow.
+
+    When characters had to be replaced, a short hash of the real id is appended, so
+    `pi.kitchen` and `pi_kitchen` do not overwrite each other's entities in Home
+    Assistant or take over each other's MQTT session.
+    """
+    safe = _UNSAFE.sub("_", device_id)
+    if safe == device_id and safe:
+        return safe
+    digest = hashlib.sha256(device_id.encode()).hexdigest()[:6]
+    return f"{safe or 'edge_agent'}_{digest}"
 
 
 def status_topic(discovery_prefix: str) -> str:
