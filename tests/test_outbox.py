@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -86,10 +87,20 @@ def test_byte_bound_drops_the_oldest(tmp_path: Path):
 
 def test_a_corrupt_file_is_moved_aside_and_a_new_outbox_starts(tmp_path: Path, caplog):
     path = tmp_path / "o.sqlite3"
-    path.write_bytes(b"this is not a database at all" * 100)
     outbox = Outbox(path)
-    assert outbox.append("t", _payloads(1), seq_key="dev") == [1]
+    assert outbox.append("t", _payloads(3), seq_key="dev") == [1, 2, 3]
     outbox.close()
+    path.write_bytes(b"this is not a database at all" * 100)  # a damaged SD card, say
+    started = int(time.time() * 1000)
+    outbox = Outbox(path)
+    (seq,) = outbox.append("t", _payloads(1), seq_key="dev")
+    # never a number a consumer has seen before: above the time in milliseconds
+    assert seq > started > 3
+    assert outbox.append("t", _payloads(1), seq_key="dev") == [seq + 1]
+    outbox.close()
+    reopened = Outbox(path)
+    assert reopened.last_seq("dev") == seq + 1  # and it is persisted
+    reopened.close()
     assert [p.name for p in tmp_path.glob("o.sqlite3.corrupt-*")]
     assert "moved aside" in caplog.text
 

@@ -65,12 +65,18 @@ class Outbox:
                 raise ConfigError(f"state.dir = {str(path.parent)!r}: cannot open the "
                                   f"outbox {path.name} ({error})") from None
             aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+            # Sequence numbers must never repeat, or consumers that drop seen numbers would
+            # drop new events: the new file starts them above the time in milliseconds,
+            # which no device's counter reaches. The jump also tells of the possible gap.
+            floor = int(time.time() * 1000)
             log.warning("outbox %s is unreadable (%s); moved aside to %s and starting a "
-                        "new one: sequence numbers restart", path, error, aside.name)
+                        "new one: sequence numbers continue from %d", path, error,
+                        aside.name, floor)
             path.rename(aside)
             for suffix in ("-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
             self._db = self._open(sync)
+            self._conn().execute(_SET_META, ("seq_floor", floor))
         row = self._conn().execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
         self._count, self._bytes = int(row[0]), int(row[1])
         self._dropped = self._meta("dropped")
@@ -113,7 +119,7 @@ class Outbox:
 
     def last_seq(self, key: str) -> int:
         with self._lock:
-            return self._meta(f"seq:{key}")
+            return max(self._meta(f"seq:{key}"), self._meta("seq_floor"))
 
     def append(self, topic: str, payloads: Sequence[dict[str, Any]], *, seq_key: str) -> list[int]:
         """Number each payload (`seq`, +1 each, persisted under `seq_key`) and store them in
@@ -124,7 +130,7 @@ class Outbox:
             db = self._conn()
             db.execute("BEGIN IMMEDIATE")
             try:
-                seq = self._meta(f"seq:{seq_key}")
+                seq = max(self._meta(f"seq:{seq_key}"), self._meta("seq_floor"))
                 rows = []
                 for payload in payloads:
                     seq += 1
