@@ -37,6 +37,9 @@ from edge_agent.config import STREAM_SCHEMES, CameraConfig
 from edge_agent.errors import EdgeAgentError, InputError
 
 log = logging.getLogger(__name__)
+# TCP for RTSP: UDP loses packets on Wi-Fi and smears the frames. Set here, at import on
+# the main thread, since changing the environment beside running native threads is unsafe.
+os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
 
 Kind = Literal["picamera2", "v4l2", "stream", "file"]
 State = Literal["starting", "ok", "stalled", "lost", "ended", "failed", "stopped"]
@@ -177,8 +180,6 @@ class OpenCvLiveSource:
                 capture.set(cv2.CAP_PROP_FPS, config.fps)
                 capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         else:
-            # TCP for RTSP: UDP loses packets on Wi-Fi and smears the frames.
-            os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
             capture = cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG, [
                 cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
                 cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
