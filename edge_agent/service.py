@@ -362,6 +362,8 @@ class Daemon:
                 self._pending = outcome.config
             if any(path.startswith("display.") for path in outcome.applied):
                 self._reopen_display()
+            if self.publisher is not None:
+                self.publisher.set_stats_interval(self.config.mqtt.stats_interval_s)
             logs.set_level(self.config.log_level)
             changes = ", ".join(f"{path} = {value!r} (was {old!r})"
                                 for path, (old, value) in outcome.applied.items())

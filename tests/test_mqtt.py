@@ -358,3 +358,21 @@ def test_device_ids_that_differ_only_in_unsafe_characters_stay_apart():
     dotted, underscored = node_id("pi.kitchen"), node_id("pi_kitchen")
     assert dotted != underscored and dotted.startswith("pi_kitchen_")
     assert re.fullmatch(r"[a-zA-Z0-9_-]+", dotted)
+
+
+def test_a_reloaded_stats_period_reaches_home_assistant(mosquitto: Mosquitto, tmp_path: Path):
+    config = publisher_config(mosquitto.host, mosquitto.port, tmp_path)
+    config.mqtt.stats_interval_s = 30.0
+    with Collector(mosquitto) as collector:
+        publisher = MqttPublisher(config, accelerator="cpu")
+        publisher.start()
+        def fps_config(c: Collector) -> list[dict]:
+            return [m.json() for m in c.snapshot("/config") if m.topic.endswith("/fps/config")]
+
+        try:
+            assert collector.wait(lambda c: fps_config(c), 5)
+            assert fps_config(collector)[-1]["expire_after"] == 91
+            publisher.set_stats_interval(300.0)  # what a SIGHUP reload hands over
+            assert collector.wait(lambda c: fps_config(c)[-1]["expire_after"] == 901, 5)
+        finally:
+            publisher.stop()

@@ -16,6 +16,7 @@ with the same `id` and `seq`, so a consumer can drop the duplicate.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import select
 import socket
@@ -240,6 +241,14 @@ class MqttPublisher:
             return False, str(error)
         client.disconnect()
         return True, f"connected to {self.connection.describe()}"
+
+    def set_stats_interval(self, seconds: float) -> None:
+        """A reloaded stats period. Home Assistant's fps sensor expires after a few missed
+        periods, so its discovery config is sent again with the new one."""
+        if seconds != self._mqtt.stats_interval_s:
+            self._mqtt = dataclasses.replace(self._mqtt, stats_interval_s=seconds)
+            self._resend_discovery = True
+            self._wake()
 
     def _wake(self) -> None:
         # OSError: the pipe is full (a wake-up is pending anyway) or already closed.
