@@ -397,6 +397,7 @@ class Daemon:
         next_stats = now + self.config.mqtt.stats_interval_s
         next_ip = now + 60.0
         next_display = now
+        reported_camera = self.camera_state
         pinged_at_count = 0
         while True:
             while self._signals:
@@ -427,8 +428,11 @@ class Daemon:
                 self._status(self.status_line() if self.ready else
                              f"waiting for the first frame: {self.status_line()}")
                 next_status = now + STATUS_PERIOD_S
-            if now >= next_stats:
+            camera = self.camera_state
+            if now >= next_stats or (self.ready and camera != reported_camera):
+                # a camera that stalls, is lost or comes back is published at once
                 self._send_stats()
+                reported_camera = camera
                 next_stats = now + self.config.mqtt.stats_interval_s
             if now >= next_ip:
                 self.ip, next_ip = local_ip(), now + 60.0

@@ -6,11 +6,11 @@ from __future__ import annotations
 import configparser
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import need
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "install.sh"
@@ -59,8 +59,7 @@ def test_unit_declares_the_contract():
 @pytest.fixture
 def runnable_unit(tmp_path):
     """The unit with ExecStart pointing at a file that exists here (verify insists)."""
-    if not shutil.which("systemd-analyze"):
-        pytest.skip("systemd-analyze is not installed")
+    need("systemd-analyze")
     text = UNIT.read_text().replace("/opt/edge-agent/venv/bin/edge-agent", "/bin/true")
     path = tmp_path / "edge-agent.service"
     path.write_text(text)
@@ -86,10 +85,12 @@ def test_systemd_analyze_security_exposure_stays_low(runnable_unit):
 # -- the script --------------------------------------------------------------------------------
 
 def test_shellcheck_clean():
-    if not shutil.which("shellcheck"):
-        pytest.skip("shellcheck is not installed")
-    result = subprocess.run(["shellcheck", str(SCRIPT)], capture_output=True, text=True,
-                            timeout=60, check=False)
+    """Every shell script of the project, not only the installer."""
+    need("shellcheck")
+    scripts = [*sorted((REPO / "scripts").glob("*.sh")), REPO / ".ci" / "run"]
+    assert SCRIPT in scripts and len(scripts) >= 5
+    result = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True,
+                            text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout
 
 
