@@ -76,7 +76,7 @@ def run_bench(daemon: Daemon, frames: int | None, progress: Progress) -> list[fl
     frame's latency (drained as it goes: the daemon keeps only a recent window)."""
     latencies: list[float] = []
     daemon.start()
-    while not daemon._done.wait(0.05):
+    while not daemon.wait_done(0.05):
         latencies += daemon.stats.take_latencies()
         processed = daemon.stats.processed
         progress.draw(processed, daemon.stats.fps)
@@ -152,10 +152,8 @@ def main(args: argparse.Namespace) -> int:
                                                              or time.monotonic()))
         progress.draw(daemon.stats.processed, daemon.stats.fps, final=True)
         result = report(daemon, startup_s, latencies)
-    assert daemon.capture is not None
-    for failure in (daemon._failure, daemon.capture.failure):
-        if failure is not None:  # numbers from a run that broke off would mislead
-            raise failure
+    if daemon.failure is not None:  # numbers from a run that broke off would mislead
+        raise daemon.failure
     print_table(result)
     if args.json:
         print(json.dumps(result))

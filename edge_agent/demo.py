@@ -529,7 +529,7 @@ def main(args: argparse.Namespace) -> int:
         finally:
             broker.stop()
     if code != 0:
-        failure = daemon._failure or (daemon.capture.failure if daemon.capture else None)
+        failure = daemon.failure
         if isinstance(failure, EdgeAgentError):
             raise failure
         reason = f": {failure!r}" if failure is not None else ""

@@ -305,6 +305,17 @@ class Daemon:
 
     # -- what the main thread reports ------------------------------------------------------
     @property
+    def failure(self) -> BaseException | None:
+        """What ended the run early: the inference thread's error, else the source's."""
+        if self._failure is not None:
+            return self._failure
+        return self.capture.failure if self.capture is not None else None
+
+    def wait_done(self, timeout: float) -> bool:
+        """Wait for the inference thread to end by itself (source ended, or a failure)."""
+        return self._done.wait(timeout)
+
+    @property
     def broker(self) -> str:
         if self.publisher is None:
             return "disabled"
@@ -446,14 +457,9 @@ class Daemon:
             self._wake.wait(min(max(0.0, timeout), SIGNAL_POLL_S))
             self._wake.clear()
         # The inference thread ended by itself: the source ended, or something failed.
-        if self._failure is not None:
+        failure = self.failure
+        if failure is not None:
             self.shutdown()
-            failure = self._failure
-            return failure.exit_code if isinstance(failure, EdgeAgentError) else EX_SOFTWARE
-        assert self.capture is not None
-        if self.capture.failure is not None:
-            self.shutdown()
-            failure = self.capture.failure
             return failure.exit_code if isinstance(failure, EdgeAgentError) else EX_SOFTWARE
         log.info("source ended after %d frame(s)", self.stats.processed)
         return self.shutdown()
