@@ -90,8 +90,12 @@ def test_demo_loop_runs_until_ctrl_c_then_sums_up(media, tmp_path) -> None:
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        # stats come every 5 s: by then the 2.4 s clip has been replayed
-        assert wait_until(lambda: any(" stats " in line for line in lines), TIMEOUT_S), lines
+        # a stats line that counts more frames than the clip has: it has been replayed
+        def replayed() -> bool:
+            counts = [re.search(r" stats .*?(\d+) frames", line) for line in lines]
+            return any(count and int(count[1]) > 72 for count in counts)
+
+        assert wait_until(replayed, TIMEOUT_S), lines
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
         process.wait(TIMEOUT_S)
     finally:
