@@ -160,11 +160,13 @@ class TfliteModel:
         self._outputs = self._interpreter.get_output_details()
         self._batch = batch
 
-    def run(self, inputs: np.ndarray) -> list[np.ndarray]:
+    def run(self, inputs: np.ndarray, *, views: bool = False) -> list[np.ndarray]:
         """Run on a float batch; outputs come back dequantised, in the model's order.
 
         An input already in the model's integer type (raw pixel bytes for an SSD) is
-        passed through as it is.
+        passed through as it is. With `views`, float outputs are views of the interpreter's
+        own buffers instead of copies: the caller must drop them before the next run (the
+        interpreter refuses to run while they are held).
         """
         self._ensure_batch(inputs.shape[0])
         if self.quantized and inputs.dtype != self._input["dtype"]:
@@ -176,7 +178,10 @@ class TfliteModel:
         self._interpreter.invoke()
         results = []
         for detail in self._outputs:
-            value = self._interpreter.get_tensor(detail["index"])
+            if views:
+                value = self._interpreter.tensor(detail["index"])()
+            else:
+                value = self._interpreter.get_tensor(detail["index"])
             if value.dtype != np.float32:
                 scale, zero = detail["quantization"]
                 value = (value.astype(np.float32) - zero) * scale

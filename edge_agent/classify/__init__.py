@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from edge_agent.classify.crops import ChipStyle, aligned_chip
@@ -20,7 +21,6 @@ GENDERS: tuple[str, str] = ("female", "male")
 AGE_WEIGHTS = np.array([0.25, *range(1, 81)], dtype=np.float32)
 # Channel means (R, G, B) the dlib nets were trained with; inputs are (byte - mean) / 256.
 DLIB_MEANS_RGB = np.array([122.781998, 117.000999, 104.297997], dtype=np.float32)
-GREY_WEIGHTS_BGR = np.array([0.114, 0.587, 0.299], dtype=np.float32)
 
 
 @dataclass(slots=True)
@@ -30,12 +30,6 @@ class FaceAttributes:
     emotion_scores: np.ndarray | None = None  # (7,) probabilities in EMOTIONS order
     age: float | None = None
     female_probability: float | None = None
-
-
-def _dlib_input(chips_bgr: np.ndarray) -> np.ndarray:
-    """BGR chips to the RGB, mean-subtracted, /256 input the dlib nets expect."""
-    rgb = chips_bgr[..., ::-1].astype(np.float32)
-    return (rgb - DLIB_MEANS_RGB) * np.float32(1 / 256)
 
 
 def _run_batched(model: TfliteModel, batch: np.ndarray) -> np.ndarray:
@@ -53,12 +47,43 @@ class FaceClassifier:
     ) -> None:
         self.emotion, self.age, self.gender = emotion, age, gender
         self.level_faces = level_faces
+        # Chips and model inputs are written into buffers kept per shape, so a steady scene
+        # allocates no image-sized arrays per frame; a new face count adds one set.
+        self._buffers: dict[tuple[str, int], np.ndarray] = {}
+
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        key = (name, shape[0])
+        buffer = self._buffers.get(key)
+        if buffer is None:
+            buffer = self._buffers[key] = np.empty(shape, dtype)
+        return buffer
 
     def _chips(
         self, image: np.ndarray, faces: list[Detection], size: int, style: ChipStyle
     ) -> np.ndarray:
-        return np.stack([aligned_chip(image, face, size, style, self.level_faces)
-                         for face in faces])
+        chips = self._buffer(f"{style}{size}", (len(faces), size, size, 3), np.uint8)
+        for chip, face in zip(chips, faces, strict=True):
+            aligned_chip(image, face, size, style, self.level_faces, out=chip)
+        return chips
+
+    def _emotion_input(self, image: np.ndarray, faces: list[Detection]) -> np.ndarray:
+        """Grey 64x64 in [-1, 1], as fer prepares FER-2013 faces."""
+        chips = self._chips(image, faces, 64, "emotion")
+        grey = self._buffer("grey", (len(faces), 64, 64), np.uint8)
+        for chip, out in zip(chips, grey, strict=True):
+            cv2.cvtColor(chip, cv2.COLOR_BGR2GRAY, dst=out)
+        batch = self._buffer("emotion_in", (len(faces), 64, 64, 1), np.float32)
+        np.multiply(grey[..., None], np.float32(2.0 / 255.0), out=batch, casting="unsafe")
+        batch -= np.float32(1.0)
+        return batch
+
+    def _dlib_input(self, image: np.ndarray, faces: list[Detection], size: int) -> np.ndarray:
+        """RGB, mean-subtracted, /256: the dlib nets' input (chips are BGR, hence [::-1])."""
+        chips = self._chips(image, faces, size, "dlib")
+        batch = self._buffer(f"dlib{size}_in", chips.shape, np.float32)
+        np.subtract(chips[..., ::-1], DLIB_MEANS_RGB, out=batch, casting="unsafe")
+        batch *= np.float32(1 / 256)
+        return batch
 
     def classify(self, image: np.ndarray, faces: list[Detection]) -> list[FaceAttributes]:
         """Attributes for each face of a BGR frame, in the order of `faces`."""
@@ -66,17 +91,15 @@ class FaceClassifier:
         if not faces:
             return results
         if self.emotion is not None:
-            chips = self._chips(image, faces, 64, "emotion")
-            grey = np.einsum("nhwc,c->nhw", chips.astype(np.float32), GREY_WEIGHTS_BGR)
-            batch = (grey * np.float32(2.0 / 255.0) - np.float32(1.0))[..., None]
+            batch = self._emotion_input(image, faces)
             for result, scores in zip(results, _run_batched(self.emotion, batch), strict=True):
                 result.emotion_scores = scores
         if self.age is not None:
-            batch = _dlib_input(self._chips(image, faces, 64, "dlib"))
+            batch = self._dlib_input(image, faces, 64)
             for result, row in zip(results, _run_batched(self.age, batch), strict=True):
                 result.age = float(row @ AGE_WEIGHTS / max(float(row.sum()), 1e-6))
         if self.gender is not None:
-            batch = _dlib_input(self._chips(image, faces, 32, "dlib"))
+            batch = self._dlib_input(image, faces, 32)
             for result, row in zip(results, _run_batched(self.gender, batch), strict=True):
                 result.female_probability = float(row[0] / max(float(row.sum()), 1e-6))
         return results

@@ -59,8 +59,10 @@ def chip_transform(face: Detection, size: int, style: ChipStyle, level: bool) ->
 
 
 def aligned_chip(
-    image: np.ndarray, face: Detection, size: int, style: ChipStyle, level: bool
+    image: np.ndarray, face: Detection, size: int, style: ChipStyle, level: bool,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
+    """The chip, warped into `out` when given (a reused buffer: no allocation per face)."""
     matrix = chip_transform(face, size, style, level)
-    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
+    return cv2.warpAffine(image, matrix, (size, size), dst=out, flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)

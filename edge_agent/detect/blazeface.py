@@ -146,6 +146,7 @@ class BlazeFaceDetector:
         size = spec.input_size
         self._input = np.full((1, size, size, 3), -1.0, dtype=np.float32)
         self._layout: tuple[int, int, int, int, int, int] | None = None
+        self._resized = np.empty((0, 0, 3), np.uint8)
 
     def _letterbox(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Fill the input tensor; return the (x, y) scale and offset to undo it.
@@ -158,8 +159,10 @@ class BlazeFaceDetector:
         layout = (height, width, new_w, new_h, pad_x, pad_y)
         if layout != self._layout:  # a new frame size: reset the padding once
             self._input.fill(-1.0)
+            self._resized = np.empty((new_h, new_w, 3), np.uint8)
             self._layout = layout
-        resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        resized = cv2.resize(image, (new_w, new_h), dst=self._resized,
+                             interpolation=cv2.INTER_AREA)
         target = self._input[0, pad_y:pad_y + new_h, pad_x:pad_x + new_w]
         # Frames are BGR (OpenCV and picamera2's RGB888 agree on that); the model wants RGB.
         np.multiply(resized[..., ::-1], np.float32(2.0 / 255.0), out=target, casting="unsafe")
@@ -170,11 +173,13 @@ class BlazeFaceDetector:
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in a BGR uint8 frame, best first."""
         scales, offset = self._letterbox(image)
-        outputs = self.model.run(self._input)
+        # Views of the interpreter's outputs: decode copies out only the anchors it keeps.
+        outputs = self.model.run(self._input, views=True)
         regressors = next(o for o in outputs if o.shape[-1] == 16)[0]
         logits = next(o for o in outputs if o.shape[-1] == 1)[0, :, 0]
         corners, points, scores = decode(
             regressors, logits, self._anchors, self.spec, self.score_threshold)
+        del outputs, regressors, logits
         if scores.size == 0:
             return []
         height, width = image.shape[:2]
