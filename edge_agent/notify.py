@@ -33,6 +33,10 @@ def socket_address(value: str) -> str | bytes:
     return value
 
 
+def _one_line(text: str) -> str:
+    return text.replace("\n", " ")
+
+
 class Notifier:
     """Talks to the service manager named by the environment, if there is one."""
 
@@ -85,10 +89,11 @@ class Notifier:
             return False
 
     def ready(self, status: str | None = None) -> bool:
-        return self.send("READY=1", *([f"STATUS={status}"] if status else []))
+        # one line: the protocol ends each field at a newline
+        return self.send("READY=1", *([f"STATUS={_one_line(status)}"] if status else []))
 
     def status(self, text: str) -> bool:
-        return self.send(f"STATUS={text.replace(chr(10), ' ')}")
+        return self.send(f"STATUS={_one_line(text)}")
 
     def watchdog(self) -> bool:
         return self.send("WATCHDOG=1")

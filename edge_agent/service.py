@@ -135,9 +135,10 @@ class Stats:
 
 class Daemon:
     def __init__(self, config: Config, config_path: Path | None, *,
-                 notifier: Notifier | None = None) -> None:
+                 notifier: Notifier | None = None, verbose: bool = False) -> None:
         self.config = config
         self.config_path = config_path
+        self.verbose = verbose
         self.notifier = notifier or Notifier()
         self.stats = Stats()
         self.pipeline: Any = None
@@ -354,7 +355,8 @@ class Daemon:
         if self.config_path is None:
             log.warning("SIGHUP: no config file to reload (running on the built-in defaults)")
             return
-        self.notifier.reloading()
+        if self.ready:  # before READY, a reload must not announce readiness early
+            self.notifier.reloading()
         try:
             try:
                 new = load_config(self.config_path)
@@ -375,12 +377,14 @@ class Daemon:
                 self._reopen_display()
             if self.publisher is not None:
                 self.publisher.set_stats_interval(self.config.mqtt.stats_interval_s)
-            logs.set_level(self.config.log_level)
+            if not self.verbose:  # -v on the command line outlasts reloads
+                logs.set_level(self.config.log_level)
             changes = ", ".join(f"{path} = {value!r} (was {old!r})"
                                 for path, (old, value) in outcome.applied.items())
             log.info("config reloaded from %s: %s", self.config_path, changes)
         finally:
-            self.notifier.ready(self.status_line())
+            if self.ready:
+                self.notifier.ready(self.status_line())
 
     def _reopen_display(self) -> None:
         if self.display is not None:
@@ -539,4 +543,5 @@ def main(args: argparse.Namespace) -> int:
     target = logs.setup("debug" if getattr(args, "verbose", False) else config.log_level)
     log.info("edge-agent starting (config %s, logging to %s)",
              config_path or "built-in defaults", target)
-    return Daemon(config, config_path).run()
+    verbose = bool(getattr(args, "verbose", False))
+    return Daemon(config, config_path, verbose=verbose).run()

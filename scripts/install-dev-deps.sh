@@ -3,7 +3,7 @@
 # the unit file, shellcheck for our shell scripts, openssl for the TLS test certificates.
 # Installs only what is missing.
 set -euo pipefail
-packages=(mosquitto systemd shellcheck python3-venv openssl)
+packages=(make ca-certificates mosquitto systemd shellcheck python3-venv openssl)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

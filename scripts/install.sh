@@ -37,7 +37,7 @@ Options:
   --with-mosquitto   also install the mosquitto broker (and its clients)
   --with-coral       also install the Coral Edge TPU runtime (libedgetpu1-std)
   --no-start         enable the unit but do not (re)start it now
-  --pi | --no-pi     treat this machine as a Raspberry Pi or not (default: detect)
+  --pi | --no-pi     treat this machine as a Raspberry Pi (OS) or not (default: detect)
   --uninstall        remove the service, program and user; keep config and state
   --dry-run          print what would be done and change nothing
   --root DIR         install under DIR instead of /
@@ -164,7 +164,15 @@ systemctl_root() {
 install_packages() {
     local packages=(python3 python3-venv python3-systemd)
     if is_pi; then
-        packages+=(python3-picamera2 python3-libcamera)
+        # Only the Raspberry Pi OS archive has these; plain Debian on a detected Pi gets
+        # V4L2 only (--pi asserts Raspberry Pi OS and installs them regardless).
+        if [ "$PI" = 1 ] ||
+            apt-cache policy python3-picamera2 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+            packages+=(python3-picamera2 python3-libcamera)
+        else
+            say "warning: no python3-picamera2 in this system's apt sources; the Pi camera" \
+                "will not be available (USB cameras still work)"
+        fi
     fi
     if [ "$WITH_MOSQUITTO" = 1 ]; then
         packages+=(mosquitto mosquitto-clients)
@@ -225,7 +233,7 @@ install_program() {
         printf '+ tar -C %s -c %s | tar -C %s -x\n' "$SOURCE_DIR" "${items[*]}" "$APP"
     else
         tar -C "$SOURCE_DIR" --exclude=__pycache__ --exclude='*.egg-info' -cf - "${items[@]}" \
-            | tar -C "$APP" -xf -
+            | tar -C "$APP" --no-same-owner -xf -
     fi
     if [ ! -x "$VENV/bin/python" ]; then
         run python3 -m venv --system-site-packages "$VENV"
@@ -295,6 +303,9 @@ uninstall() {
         run systemctl daemon-reload
     fi
     run rm -rf "$PREFIX"
+    # what --with-coral added to apt (the runtime package itself stays: apt owns it)
+    run rm -f "$ROOT/etc/apt/sources.list.d/coral-edgetpu.list" \
+        "$ROOT/usr/share/keyrings/coral-edgetpu.gpg"
     if user_exists; then
         # shellcheck disable=SC2046
         run userdel $(root_args) "$SERVICE_USER"
@@ -309,6 +320,11 @@ if [ "$UNINSTALL" = 1 ]; then
     uninstall
     exit 0
 fi
+case "$(dpkg --print-architecture 2>/dev/null || uname -m)" in
+    armhf | armel | armv7l | armv6l)
+        die "32-bit Raspberry Pi OS is not supported: no TFLite runtime is published for it." \
+            "Install the 64-bit Raspberry Pi OS (Bookworm) and run this again." ;;
+esac
 install_packages
 create_user
 install_program

@@ -39,14 +39,14 @@ def path_socket(tmp_path):
 def test_messages_reach_a_path_socket(path_socket):
     address, server = path_socket
     notifier = Notifier({"NOTIFY_SOCKET": address}, use_systemd_python=False)
-    assert notifier.ready("3.0 fps")
+    assert notifier.ready("3.0 fps\nbroker connected")
     assert notifier.watchdog()
     assert notifier.status("12.0 fps, 1 face\ncamera ok")
     assert notifier.reloading()
     assert notifier.stopping()
     notifier.close()
     messages = receive_all(server)
-    assert messages[:3] == ["READY=1\nSTATUS=3.0 fps", "WATCHDOG=1",
+    assert messages[:3] == ["READY=1\nSTATUS=3.0 fps broker connected", "WATCHDOG=1",
                             "STATUS=12.0 fps, 1 face camera ok"]
     assert messages[3].startswith("RELOADING=1\nMONOTONIC_USEC=")
     assert messages[4] == "STOPPING=1"
