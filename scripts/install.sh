@@ -239,7 +239,13 @@ install_program() {
         run python3 -m venv --system-site-packages "$VENV"
     fi
     # Editable, so the package finds models/ beside it in $APP; pip honours PIP_* settings.
-    run "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$APP"
+    # [display]: the OLED and LCD drivers (small, pure Python), so any panel works after
+    # a config edit; on a Pi also SPI and GPIO for the ST7789.
+    local extras=display
+    if is_pi; then
+        extras=display-spi
+    fi
+    run "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "${APP}[${extras}]"
     if is_pi; then
         # apt's simplejpeg (imported by picamera2) is built for Debian's numpy 1.x; the
         # venv's numpy 2 needs the PyPI build, or `import picamera2` fails.

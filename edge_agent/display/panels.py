@@ -22,11 +22,12 @@ from edge_agent.errors import EX_UNAVAILABLE, ConfigError, EdgeAgentError
 OLED_KINDS = ("ssd1306", "sh1106")
 SPI_HZ = 32_000_000  # a 240x240 RGB frame in ~45 ms; the luma default (8 MHz) takes ~170 ms
 
+# scripts/install.sh installs these; the hints are for a checkout run by hand.
 _INSTALL_HINTS = {
-    "luma.oled": "pip install 'edge-agent[display]'",
-    "luma.lcd": "pip install 'edge-agent[display]'",
-    "spidev": "pip install 'edge-agent[display-spi]' (or apt install python3-spidev)",
-    "RPi": "pip install 'edge-agent[display-spi]' (or apt install python3-rpi-lgpio)",
+    "luma.oled": "pip install -e '.[display]' in the checkout's venv",
+    "luma.lcd": "pip install -e '.[display]' in the checkout's venv",
+    "spidev": "pip install -e '.[display-spi]' (or apt install python3-spidev)",
+    "RPi": "pip install -e '.[display-spi]' (or apt install python3-rpi-lgpio)",
     "smbus2": "pip install smbus2",
 }
 
@@ -117,7 +118,7 @@ def open_device(config: DisplayConfig) -> Any:
     except ImportError as error:
         parts = (error.name or "a driver").split(".")
         name = ".".join(parts[:2]) if parts[0] == "luma" else parts[0]
-        hint = _INSTALL_HINTS.get(name, "pip install 'edge-agent[display]'")
+        hint = _INSTALL_HINTS.get(name, "pip install -e '.[display]' in the checkout's venv")
         raise DisplayError(f"display.kind = {kind!r} needs {name}, which is not installed: "
                            f"{hint}") from None
     except luma.core.error.DevicePermissionError as error:
