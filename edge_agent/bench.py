@@ -147,9 +147,9 @@ def main(args: argparse.Namespace) -> int:
         total = args.frames or (_count_frames(source) if source.is_file() else None)
         progress = Progress(total)
         latencies = run_bench(daemon, args.frames, progress)
-        assert daemon.stats.first_result_at is not None or daemon.stats.processed == 0
-        startup_s = process_age_s() - (time.monotonic() - (daemon.stats.first_result_at
-                                                             or time.monotonic()))
+        first = daemon.stats.first_result_at
+        # the process's age when the first result came: interpreter start-up included
+        startup_s = process_age_s() - (time.monotonic() - first) if first is not None else 0.0
         progress.draw(daemon.stats.processed, daemon.stats.fps, final=True)
         result = report(daemon, startup_s, latencies)
     if daemon.failure is not None:  # numbers from a run that broke off would mislead
