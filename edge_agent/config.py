@@ -385,7 +385,7 @@ def merge_reload(running: Config, new: Config) -> Reload:
 # --- the shipped file -----------------------------------------------------------------------
 # `config/edge-agent.toml` is rendered from these dataclasses and the notes below, and a test
 # compares the two, so the shipped file cannot drift from what the loader accepts.
-# Regenerate it with `python -m edge_agent.config_cli template > config/edge-agent.toml`.
+# Regenerate it with `python -m edge_agent.cli.config template > config/edge-agent.toml`.
 
 SECTION_NOTES: dict[str, str] = {
     "camera": "Where frames come from. The pipeline always takes the newest frame; older ones "

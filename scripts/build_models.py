@@ -48,7 +48,7 @@ import numpy as np
 
 # The runtime's own BlazeFace code, from this checkout (no install needed).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from edge_agent.detect.blazeface import (
+from edge_agent.vision.detect.blazeface import (
     FULL_RANGE,
     SHORT_RANGE,
     AnchorSpec,

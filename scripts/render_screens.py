@@ -21,10 +21,10 @@ import numpy as np
 from PIL import Image
 
 from edge_agent.config import DisplayConfig
+from edge_agent.demo.samples import DEMO_CLIP, sample
 from edge_agent.display import DisplayState, open_display
 from edge_agent.display.care import SHIFT_OFFSETS, SHIFT_PERIOD_S
-from edge_agent.pipeline import FaceResult
-from edge_agent.samples import DEMO_CLIP, sample
+from edge_agent.types import FaceResult
 
 ROOT = Path(__file__).resolve().parent.parent
 # A wall-clock time at which the pixel shift is (0, 0), so shots line up with each other.

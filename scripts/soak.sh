@@ -16,7 +16,7 @@ bin=.venv/bin
 
 work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-clip=$("$bin/python" -c 'from edge_agent.samples import DEMO_CLIP, sample; print(sample(DEMO_CLIP))')
+clip=$("$bin/python" -c 'from edge_agent.demo.samples import DEMO_CLIP, sample; print(sample(DEMO_CLIP))')
 cat > "$work/soak.toml" <<TOML
 [camera]
 source = "$clip"

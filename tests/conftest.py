@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.samples import sample
+from edge_agent.demo.samples import sample
 
 
 @pytest.fixture(scope="session")

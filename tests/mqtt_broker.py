@@ -187,10 +187,9 @@ EVENTS_PER_CYCLE = 4
 
 def scene(frames: int | None = None, *, start: int = 0) -> Iterator[object]:
     """FrameResults from the real Tracker fed with synthetic detections and attributes."""
-    from edge_agent.classify import EMOTIONS, FaceAttributes
-    from edge_agent.detect import Detection
-    from edge_agent.pipeline import FaceResult, FrameResult
-    from edge_agent.track import Tracker, TrackerSettings
+    from edge_agent.types import EMOTIONS, Detection, FrameResult
+    from edge_agent.vision.classify import FaceAttributes
+    from edge_agent.vision.track import Tracker, TrackerSettings
 
     tracker = Tracker(TrackerSettings(confirm_hits=2, lost_after_s=0.3, smoothing_s=0.0,
                                       emotion_hold_s=0.0))
@@ -205,7 +204,7 @@ def scene(frames: int | None = None, *, start: int = 0) -> Iterator[object]:
             scores[EMOTIONS.index(label)] = 0.88
             tracker.observe(track, FaceAttributes(scores, 31.0 + index % 7, 0.2), t)
         tracker.confirm(tracks, t)
-        yield FrameResult(index, t, [FaceResult.of(track) for track in tracks],
+        yield FrameResult(index, t, [track.result() for track in tracks],
                           tracker.drain_events())
         index += 1
 

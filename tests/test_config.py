@@ -101,7 +101,7 @@ def test_shipped_file_is_the_rendered_template():
     expected = config.render_toml(Config(), notes=True)
     assert _settings(SHIPPED.read_text()) == _settings(expected), (
         "config/edge-agent.toml drifted from the dataclasses; regenerate it with "
-        "`python -m edge_agent.config_cli template > config/edge-agent.toml`")
+        "`python -m edge_agent.cli.config template > config/edge-agent.toml`")
 
 
 def test_every_field_of_the_shipped_file_is_commented_or_documented():

@@ -180,7 +180,7 @@ def test_ready_watchdog_status_reload_and_sigterm(tmp_path, media, notify, daemo
     time.sleep(1.0)
     assert daemon.process.poll() is None
     assert len(notify.lines("WATCHDOG=1", since=bad_at)) >= 2  # still running, still pinging
-    assert sum("edge_agent.service: camera file" in line for line in daemon.log) == 1
+    assert sum("edge_agent.daemon: camera file" in line for line in daemon.log) == 1
 
     # SIGTERM: STOPPING=1, then exit 0 well within 5 s.
     term_at = time.monotonic()

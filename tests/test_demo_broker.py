@@ -16,7 +16,7 @@ import pytest
 from mqtt_broker import Collector, first_occurrences, publisher_config, scene, wait_until
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent.broker import (
+from edge_agent.demo.broker import (
     CONNACK,
     CONNECT,
     PINGREQ,

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge_agent.annotate import EMOTION_COLOURS
 from edge_agent.config import DisplayConfig
+from edge_agent.demo.samples import sample
 from edge_agent.display import Display, DisplayError, DisplayState, open_display
 from edge_agent.display.care import SHIFT_OFFSETS, SHIFT_PERIOD_S, NightHours, shift_offset
+from edge_agent.display.labels import EMOTION_COLOURS
 from edge_agent.errors import ConfigError
-from edge_agent.pipeline import FaceResult
-from edge_agent.samples import sample
+from edge_agent.types import FaceResult
 
 # A wall-clock time whose pixel shift is (0, 0).
 WALL = 1_700_000_000 // (SHIFT_PERIOD_S * len(SHIFT_OFFSETS)) * SHIFT_PERIOD_S * len(

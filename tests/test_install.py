@@ -167,7 +167,7 @@ def test_install_into_a_root_then_uninstall(target_root):
     for group in ("video", "i2c", "plugdev"):
         assert re.search(rf"^{group}:x:\d+:edge-agent$", groups, re.M)
     models = subprocess.run([str(venv / "bin/python"), "-c",
-                             "import edge_agent.models as m; print(m.DEFAULT_MODELS_DIR)"],
+                             "import edge_agent.vision.manifest as m; print(m.DEFAULT_MODELS_DIR)"],
                             capture_output=True, text=True, timeout=60, check=False,
                             cwd=target_root)  # not the checkout: the installed copy
     assert models.stdout.strip() == str(target_root / "opt/edge-agent/app/models")

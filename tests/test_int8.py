@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from edge_agent.capture.files import open_path
-from edge_agent.classify import FaceClassifier
-from edge_agent.detect.blazeface import SHORT_RANGE, BlazeFaceDetector
-from edge_agent.inference import AcceleratorChoice, TfliteModel
-from edge_agent.models import resolve
-from edge_agent.track.tracker import _iou
+from edge_agent.vision.classify import FaceClassifier
+from edge_agent.vision.detect.blazeface import SHORT_RANGE, BlazeFaceDetector
+from edge_agent.vision.manifest import resolve
+from edge_agent.vision.runtime import AcceleratorChoice, TfliteModel
+from edge_agent.vision.track.tracker import _iou
 
 CPU = AcceleratorChoice("cpu", "cpu")
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from edge_agent.errors import ModelError
-from edge_agent.inference import AcceleratorChoice, TfliteModel, file_for
-from edge_agent.models import DEFAULT_MODELS_DIR, ModelFile, load_manifest, resolve
+from edge_agent.vision.manifest import DEFAULT_MODELS_DIR, ModelFile, load_manifest, resolve
+from edge_agent.vision.runtime import AcceleratorChoice, TfliteModel, file_for
 
 MODELS = ("blazeface_short_range", "blazeface_full_range", "emotion_mini_xception", "age_v1",
           "gender_v1")
@@ -72,7 +72,7 @@ def test_missing_model_file_and_unknown_variant(models_copy: Path) -> None:
 
 def test_auto_falls_back_to_cpu_with_one_clear_line(caplog) -> None:
     # No Coral exists on this machine: libedgetpu.so.1 cannot be loaded.
-    with caplog.at_level(logging.INFO, logger="edge_agent.inference"):
+    with caplog.at_level(logging.INFO, logger="edge_agent.vision.runtime"):
         choice = AcceleratorChoice.resolve("auto")
     assert choice.in_use == "cpu"
     lines = [r.getMessage() for r in caplog.records]

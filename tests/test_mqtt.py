@@ -24,11 +24,11 @@ from mqtt_broker import (
     wait_until,
 )
 
-from edge_agent.classify import EMOTIONS
 from edge_agent.errors import ConfigError
 from edge_agent.publish import MqttPublisher
 from edge_agent.publish.connection import PASSWORD_ENV, Backoff
 from edge_agent.publish.messages import SCHEMA_NAMES, iso_utc, load_schema
+from edge_agent.types import EMOTIONS
 
 DEVICE = "test-device"
 BASE = f"edge-agent/{DEVICE}"
@@ -82,7 +82,7 @@ def test_every_message_validates_and_events_tell_the_scene(
             wall += 0.1
             for event in result.events:  # type: ignore[attr-defined]
                 # The retained state follows every event (latest wins; wait for it here).
-                want = (0, None) if event.type == "face_lost" else (1, event.track.emotion)
+                want = (0, None) if event.type == "face_lost" else (1, event.face.emotion)
                 assert collector.wait(lambda c, want=want: c.snapshot("/state") and (
                     c.snapshot("/state")[-1].json()["face_count"],
                     c.snapshot("/state")[-1].json()["dominant_emotion"]) == want, 5), want

@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from edge_agent import logs
-from edge_agent.notify import Notifier, socket_address
+from edge_agent.daemon import logs
+from edge_agent.daemon.notify import Notifier, socket_address
 
 
 def receive_all(server: socket.socket) -> list[str]:
@@ -160,7 +160,7 @@ def test_auto_picks_the_journal_only_when_stderr_is_the_journal(tmp_path):
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     server.bind(str(path))
     server.settimeout(5)
-    code = ("import logging; from edge_agent import logs; "
+    code = ("import logging; from edge_agent.daemon import logs; "
             "print(logs.setup('info')); logging.getLogger('x').warning('hello')")
     try:
         for stream_matches in (True, False):

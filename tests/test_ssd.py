@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.capture import Frame
 from edge_agent.config import Config
-from edge_agent.detect.ssd import SsdDetector, output_layout, split_outputs
-from edge_agent.inference import AcceleratorChoice, TfliteModel
-from edge_agent.models import ModelFile
-from edge_agent.pipeline import Pipeline
+from edge_agent.types import Frame
+from edge_agent.vision.detect.ssd import SsdDetector, output_layout, split_outputs
+from edge_agent.vision.manifest import ModelFile
+from edge_agent.vision.pipeline import Pipeline
+from edge_agent.vision.runtime import AcceleratorChoice, TfliteModel
 
 TINY = Path(__file__).parent / "data" / "ssd_face_tiny.tflite"
 
@@ -63,7 +63,7 @@ def test_tf1_and_tf2_output_orders_are_recognised_even_with_one_detection() -> N
 
 def test_a_model_of_another_kind_is_refused_when_loaded(tmp_path) -> None:
     from edge_agent.errors import ModelError
-    from edge_agent.models import resolve
+    from edge_agent.vision.manifest import resolve
 
     emotion = resolve("emotion_mini_xception", "float")
     model = TfliteModel(ModelFile("x", "float", emotion.path, {}),

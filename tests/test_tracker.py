@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_agent.classify import EMOTIONS, FaceAttributes
-from edge_agent.detect import Detection
-from edge_agent.track import Tracker, TrackerSettings
+from edge_agent.types import EMOTIONS, Detection
+from edge_agent.vision.classify import FaceAttributes
+from edge_agent.vision.track import Tracker, TrackerSettings
 
 
 def scores(label: str, confidence: float = 0.9) -> np.ndarray:
@@ -56,7 +56,7 @@ def test_appear_then_lost_after_the_configured_time_unseen() -> None:
     step(tracker, 1.2, [])
     (lost,) = tracker.drain_events()
     assert lost.type == "face_lost" and lost.t == pytest.approx(0.1)
-    assert lost.duration_s == pytest.approx(0.1) and lost.track.emotion == "happy"
+    assert lost.duration_s == pytest.approx(0.1) and lost.face.emotion == "happy"
 
 
 def test_emotion_changes_only_after_the_new_label_leads_for_the_hold_time() -> None:
@@ -74,7 +74,7 @@ def test_emotion_changes_only_after_the_new_label_leads_for_the_hold_time() -> N
         step(tracker, start + 0.1 * k, [FACE], ["happy"])
     (change,) = tracker.drain_events()
     assert change.type == "emotion_changed"
-    assert (change.previous_emotion, change.track.emotion) == ("sad", "happy")
+    assert (change.previous_emotion, change.face.emotion) == ("sad", "happy")
     assert change.t == pytest.approx(start + 0.5)
 
 
@@ -83,7 +83,7 @@ def test_event_snapshot_does_not_follow_later_changes() -> None:
     step(tracker, 0.0, [FACE], ["sad"])
     (appeared,) = tracker.drain_events()
     step(tracker, 0.1, [FACE], ["happy"])
-    assert appeared.track.emotion == "sad"
+    assert appeared.face.emotion == "sad"
     assert tracker.tracks[0].emotion == "happy"
 
 

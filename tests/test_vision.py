@@ -10,8 +10,8 @@ import pytest
 
 from edge_agent.capture.files import open_path
 from edge_agent.config import Config
-from edge_agent.pipeline import FrameResult, Pipeline
-from edge_agent.track import TrackEvent
+from edge_agent.types import FrameResult, TrackEvent
+from edge_agent.vision.pipeline import Pipeline
 
 Run = tuple[list[FrameResult], list[TrackEvent]]
 
@@ -75,7 +75,7 @@ def test_emotion_changes_are_rare_thanks_to_smoothing_and_hysteresis(media, pexe
     # times fewer than the frame-by-frame labels would announce.
     assert 1 <= len(changes) <= 8
     assert len(raw_changes) >= 3 * len(changes)
-    assert all(e.previous_emotion != e.track.emotion for e in changes)
+    assert all(e.previous_emotion != e.face.emotion for e in changes)
 
 
 def test_face_found_on_nearly_every_frame_of_single_face(media) -> None:

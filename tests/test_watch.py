@@ -13,8 +13,8 @@ from pathlib import Path
 
 from mqtt_broker import Mosquitto, free_port, publisher_config, scene, wait_until
 
+from edge_agent.cli.watch import Board
 from edge_agent.publish import MqttPublisher
-from edge_agent.watch import Board
 
 
 def _config_file(path: Path, port: int) -> Path:

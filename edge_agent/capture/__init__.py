@@ -7,21 +7,12 @@ small tensors they build instead.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Protocol
 
-import numpy as np
+from edge_agent.types import Frame
 
-
-@dataclass(slots=True)
-class Frame:
-    index: int
-    t: float  # seconds since the source started, from the source's own clock
-    image: np.ndarray  # H x W x 3, uint8, BGR
-    wall: float = field(default_factory=time.time)  # when it was captured, for event `ts`
-    read_at: float = field(default_factory=time.monotonic)  # the same, for latency
+__all__ = ["Frame", "FrameSource"]
 
 
 class FrameSource(Protocol):

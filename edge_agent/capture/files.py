@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_agent.capture import Frame
 from edge_agent.errors import BadMediaError, InputError
+from edge_agent.types import Frame
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 FOLDER_FPS = 1.0  # a folder of stills is read as one photo a second

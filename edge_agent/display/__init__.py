@@ -21,7 +21,7 @@ from edge_agent.config import DisplayConfig
 from edge_agent.display.care import NightHours, dim_contrast
 from edge_agent.display.panels import DisplayError, open_device
 from edge_agent.display.screens import Renderer, fault_lines
-from edge_agent.pipeline import FaceResult
+from edge_agent.types import FaceResult
 
 __all__ = ["Display", "DisplayError", "DisplayState", "open_display"]
 

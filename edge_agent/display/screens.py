@@ -12,18 +12,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from edge_agent.annotate import EMOTION_COLOURS, label
 from edge_agent.display import glyphs
 from edge_agent.display.care import NightHours, shift_offset
 from edge_agent.display.fonts import Font, font
+from edge_agent.display.labels import EMOTION_COLOURS, label
 
 if TYPE_CHECKING:
     from edge_agent.display import DisplayState
-    from edge_agent.pipeline import FaceResult
+    from edge_agent.types import FaceResult
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom (exclusive)
 ELLIPSIS = "…"
@@ -213,13 +212,13 @@ class Surface:
 def thumbnail(frame: np.ndarray, faces: Sequence[FaceResult], width: int,
               height: int) -> Image.Image:
     """The frame scaled to fit (width, height), with each face's box and label."""
-    if frame.ndim == 2:
-        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     frame_h, frame_w = frame.shape[:2]
     scale = min(width / frame_w, height / frame_h)
     size = max(1, round(frame_w * scale)), max(1, round(frame_h * scale))
-    small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
-    image = Image.fromarray(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))
+    # Shrunk first (box filter, as area averaging), then turned from BGR to RGB: only the
+    # small picture pays for the channel swap.
+    small = np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.BOX))
+    image = Image.fromarray(small[..., ::-1] if small.ndim == 3 else small).convert("RGB")
     draw = ImageDraw.Draw(image)
     face_font = font(max(9, min(16, size[1] // 11)))
     line = max(1, round(min(size) / 90))

@@ -15,8 +15,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from edge_agent.classify import EMOTIONS
-from edge_agent.track import TrackEvent
+from edge_agent.types import FaceResult, TrackEvent
 
 ONLINE = "online"
 OFFLINE = "offline"
@@ -54,19 +53,9 @@ def iso_utc(wall: float) -> str:
     return stamp.replace("+00:00", "Z")
 
 
-def _scores(values: Any) -> dict[str, float] | None:
-    if values is None:
-        return None
-    return {label: round(float(v), 4) for label, v in zip(EMOTIONS, values, strict=True)}
-
-
-def _round(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(float(value), digits)
-
-
 def event_payload(event: TrackEvent, *, device: str, ts: str) -> dict[str, Any]:
     """An event without its `seq`, which the outbox assigns when it stores it."""
-    track = event.track
+    face = event.face
     return {
         "id": str(uuid.uuid4()),
         "seq": 0,
@@ -74,19 +63,19 @@ def event_payload(event: TrackEvent, *, device: str, ts: str) -> dict[str, Any]:
         "ts": ts,
         "device": device,
         "t": round(float(event.t), 3),
-        "track": track.id,
-        "emotion": track.emotion,
+        "track": face.track,
+        "emotion": face.emotion,
         "previous_emotion": event.previous_emotion if event.type == "emotion_changed" else None,
-        "emotion_scores": _scores(track.emotion_scores),
-        "age": _round(track.age, 1),
-        "gender": track.gender,
-        "gender_score": _round(track.gender_score, 3),
+        "emotion_scores": face.emotion_scores,
+        "age": face.age,
+        "gender": face.gender,
+        "gender_score": face.gender_score,
         "duration_s": round(float(event.duration_s), 3) if event.type == "face_lost" else None,
     }
 
 
-def face_entry(face: Any) -> dict[str, Any]:
-    """One face of `state` from a pipeline FaceResult (already rounded by the pipeline)."""
+def face_entry(face: FaceResult) -> dict[str, Any]:
+    """One face of `state`."""
     return {"track": face.track, "emotion": face.emotion, "emotion_scores": face.emotion_scores,
             "age": face.age, "gender": face.gender, "gender_score": face.gender_score}
 
@@ -134,10 +123,3 @@ def load_schema(name: str) -> dict[str, Any]:
     text = resources.files("edge_agent").joinpath("schemas", f"{name}.schema.json").read_text(
         encoding="utf-8")
     return json.loads(text)
-
-
-def track_entry(track: Any) -> dict[str, Any]:
-    """One face of `state` from a tracker Track (same rounding as the pipeline's FaceResult)."""
-    return {"track": track.id, "emotion": track.emotion,
-            "emotion_scores": _scores(track.emotion_scores), "age": _round(track.age, 1),
-            "gender": track.gender, "gender_score": _round(track.gender_score, 3)}

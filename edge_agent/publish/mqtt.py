@@ -53,13 +53,12 @@ from edge_agent.publish.messages import (
     state_body,
     state_payload,
     stats_payload,
-    track_entry,
 )
 from edge_agent.publish.outbox import Outbox
 
 if TYPE_CHECKING:
     from edge_agent.config import Config
-    from edge_agent.pipeline import FrameResult
+    from edge_agent.types import FrameResult
 
 log = logging.getLogger("edge_agent.mqtt")
 
@@ -186,9 +185,9 @@ class MqttPublisher:
                 log.error("cannot store %d event(s) in the outbox: %s", len(payloads), error)
             for event in result.events:
                 if event.type == "face_lost":
-                    self._faces.pop(event.track.id, None)
+                    self._faces.pop(event.face.track, None)
                 else:
-                    self._faces[event.track.id] = track_entry(event.track)
+                    self._faces[event.face.track] = face_entry(event.face)
             changed = True
         for face in result.faces:
             if face.track in self._faces:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge_agent.detect import Detection
 from edge_agent.errors import ModelError
-from edge_agent.inference import TfliteModel
+from edge_agent.types import Detection
+from edge_agent.vision.runtime import TfliteModel
 
 FACE_CLASS = 0  # Coral's face model has the one class; other classes are not faces
 

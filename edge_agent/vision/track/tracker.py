@@ -6,17 +6,13 @@ speed yields the same tracks and events, and tests can assert them exactly.
 
 from __future__ import annotations
 
-import copy
 import math
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import numpy as np
 
-from edge_agent.classify import EMOTIONS, GENDERS, FaceAttributes
-from edge_agent.detect import Detection
-
-EventType = Literal["face_appeared", "emotion_changed", "face_lost"]
+from edge_agent.types import EMOTIONS, GENDERS, Detection, FaceResult, TrackEvent, emotion_dict
+from edge_agent.vision.classify import FaceAttributes
 
 
 @dataclass(slots=True)
@@ -64,21 +60,14 @@ class Track:
         return max(self.female_probability, 1.0 - self.female_probability)
 
 
-@dataclass(slots=True)
-class TrackEvent:
-    """`track` is a snapshot taken when the event happened, not the live track."""
-
-    type: EventType
-    t: float
-    track: Track
-    previous_emotion: str | None = None
-    duration_s: float = field(default=0.0)
-
-    def __post_init__(self) -> None:
-        snapshot = copy.copy(self.track)
-        if snapshot.emotion_scores is not None:
-            snapshot.emotion_scores = snapshot.emotion_scores.copy()
-        self.track = snapshot
+    def result(self) -> FaceResult:
+        """The track as reported, rounded once here for every output format."""
+        return FaceResult(
+            self.id, tuple(round(v, 1) for v in self.box),  # type: ignore[arg-type]
+            round(self.score, 3), self.emotion, emotion_dict(self.emotion_scores),
+            None if self.age is None else round(self.age, 1), self.gender,
+            None if self.gender_score is None else round(self.gender_score, 3),
+            self.confirmed)
 
 
 def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
@@ -139,7 +128,7 @@ class Tracker:
         for track in self.tracks:
             if t - track.last_seen > self.settings.lost_after_s:
                 if track.confirmed:
-                    self._events.append(TrackEvent("face_lost", track.last_seen, track,
+                    self._events.append(TrackEvent("face_lost", track.last_seen, track.result(),
                                                    duration_s=track.last_seen - track.first_seen))
             else:
                 alive.append(track)
@@ -187,14 +176,14 @@ class Tracker:
                 and t - track._candidate_since >= settings.emotion_hold_s):
             previous, track.emotion, track._candidate = track.emotion, track._candidate, None
             if track.confirmed:
-                self._events.append(TrackEvent("emotion_changed", t, track, previous))
+                self._events.append(TrackEvent("emotion_changed", t, track.result(), previous))
 
     def confirm(self, tracks: list[Track], t: float) -> None:
         """Announce tracks that have been seen often enough to not be a flicker."""
         for track in tracks:
             if not track.confirmed and track.hits >= self.settings.confirm_hits:
                 track.confirmed = True
-                self._events.append(TrackEvent("face_appeared", t, track))
+                self._events.append(TrackEvent("face_appeared", t, track.result()))
 
     def drain_events(self) -> list[TrackEvent]:
         events, self._events = self._events, []
@@ -204,7 +193,7 @@ class Tracker:
         """End of a finite source: every track still open is lost now."""
         for track in self.tracks:
             if track.confirmed:
-                self._events.append(TrackEvent("face_lost", t, track,
+                self._events.append(TrackEvent("face_lost", t, track.result(),
                                                duration_s=track.last_seen - track.first_seen))
         self.tracks = []
         return self.drain_events()

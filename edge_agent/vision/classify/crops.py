@@ -11,7 +11,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from edge_agent.detect import Detection
+from edge_agent.types import Detection
 
 ChipStyle = Literal["emotion", "dlib"]
 

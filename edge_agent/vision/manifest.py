@@ -16,7 +16,7 @@ from typing import Any, Literal
 from edge_agent.errors import ModelError
 
 Variant = Literal["float", "int8"]
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 MANIFEST_NAME = "manifest.json"
 EDGETPU_SUFFIX = "_edgetpu.tflite"
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from edge_agent.errors import ModelError
-from edge_agent.models import EDGETPU_SUFFIX, ModelFile
+from edge_agent.vision.manifest import EDGETPU_SUFFIX, ModelFile
 
 try:  # ai-edge-litert works with numpy 2; tflite-runtime 2.14 is the older fallback.
     from ai_edge_litert.interpreter import Interpreter, load_delegate

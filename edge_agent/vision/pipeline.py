@@ -7,20 +7,19 @@ measures is exactly what the appliance runs.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_agent.capture import Frame
-from edge_agent.classify import EMOTIONS, FaceClassifier
 from edge_agent.config import Config
-from edge_agent.detect import Detector
-from edge_agent.detect.blazeface import FULL_RANGE, SHORT_RANGE, BlazeFaceDetector
-from edge_agent.detect.ssd import SsdDetector
 from edge_agent.errors import ModelError
-from edge_agent.inference import AcceleratorChoice, TfliteModel
-from edge_agent.models import DEFAULT_MODELS_DIR, ModelFile, resolve
-from edge_agent.track import Track, Tracker, TrackerSettings, TrackEvent
+from edge_agent.types import Frame, FrameResult, TrackEvent
+from edge_agent.vision.classify import FaceClassifier
+from edge_agent.vision.detect import Detector
+from edge_agent.vision.detect.blazeface import FULL_RANGE, SHORT_RANGE, BlazeFaceDetector
+from edge_agent.vision.detect.ssd import SsdDetector
+from edge_agent.vision.manifest import DEFAULT_MODELS_DIR, ModelFile, resolve
+from edge_agent.vision.runtime import AcceleratorChoice, TfliteModel
+from edge_agent.vision.track import Tracker, TrackerSettings
 
 BLAZEFACE = {"short_range": ("blazeface_short_range", SHORT_RANGE),
              "full_range": ("blazeface_full_range", FULL_RANGE)}
@@ -33,47 +32,6 @@ def models_needed(config: Config) -> list[str]:
         else []
     return detector + [name for task, name in CLASSIFIER_MODELS.items()
                        if getattr(config.classifier, task)]
-
-
-@dataclass(slots=True)
-class FaceResult:
-    track: int
-    box: tuple[float, float, float, float]
-    score: float
-    emotion: str | None
-    emotion_scores: dict[str, float] | None
-    age: float | None
-    gender: str | None
-    gender_score: float | None
-
-    @classmethod
-    def of(cls, track: Track) -> FaceResult:
-        scores = None
-        if track.emotion_scores is not None:
-            scores = {label: round(float(v), 4) for label, v in
-                      zip(EMOTIONS, track.emotion_scores, strict=True)}
-        return cls(track.id, tuple(round(v, 1) for v in track.box),  # type: ignore[arg-type]
-                   round(track.score, 3), track.emotion, scores,
-                   None if track.age is None else round(track.age, 1), track.gender,
-                   None if track.gender_score is None else round(track.gender_score, 3))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"track": self.track, "box": list(self.box), "score": self.score,
-                "emotion": self.emotion, "emotion_scores": self.emotion_scores,
-                "age": self.age, "gender": self.gender, "gender_score": self.gender_score}
-
-
-@dataclass(slots=True)
-class FrameResult:
-    frame: int
-    t: float
-    faces: list[FaceResult]
-    events: list[TrackEvent] = field(default_factory=list)
-    stages_ms: dict[str, float] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"frame": self.frame, "t": round(self.t, 3),
-                "faces": [face.to_json() for face in self.faces]}
 
 
 def tracker_settings(config: Config) -> TrackerSettings:
@@ -143,7 +101,7 @@ class Pipeline:
             self.tracker.observe(tracks[index], attrs, frame.t)
         self.tracker.confirm(tracks, frame.t)
         events = self.tracker.drain_events()
-        faces = [FaceResult.of(track) for track in tracks]
+        faces = [track.result() for track in tracks]
         done = clock()
         stages = {"detect": (detected - start) * 1e3,
                   "classify": (classified - tracked) * 1e3,

@@ -11,15 +11,15 @@ import pytest
 from test_daemon import base_config, write
 
 from edge_agent import config as config_model
-from edge_agent import doctor
-from edge_agent.models import DEFAULT_MODELS_DIR, resolve
-from edge_agent.pipeline import BLAZEFACE
+from edge_agent.cli import check
+from edge_agent.vision.manifest import DEFAULT_MODELS_DIR, resolve
+from edge_agent.vision.pipeline import BLAZEFACE
 
 CLIP = "WolfgangLanger_Pexels.mp4"
 
 
 def run(path: Path | None, capsys) -> tuple[int, dict[str, tuple[str, str]]]:
-    code = doctor.main(argparse.Namespace(config=str(path) if path else None))
+    code = check.main(argparse.Namespace(config=str(path) if path else None))
     out = capsys.readouterr().out
     rows = {}
     for line in out.splitlines()[1:]:

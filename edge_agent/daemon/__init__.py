@@ -33,14 +33,14 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from edge_agent import logs
 from edge_agent.capture.camera import Capture
 from edge_agent.config import Config, load_or_default, merge_reload, resolve_path
 from edge_agent.config import load as load_config
+from edge_agent.daemon import logs
+from edge_agent.daemon.notify import Notifier
 from edge_agent.errors import EX_SOFTWARE, ConfigError, EdgeAgentError
-from edge_agent.notify import Notifier
 
-log = logging.getLogger("edge_agent.service")
+log = logging.getLogger("edge_agent.daemon")
 
 STOP_BUDGET_S = 5.0  # SIGTERM to exit, all included
 STATUS_PERIOD_S = 2.0
@@ -177,7 +177,7 @@ class Daemon:
         self.notifier.status(text)
 
     def start(self) -> None:
-        from edge_agent.pipeline import Pipeline
+        from edge_agent.vision.pipeline import Pipeline
 
         config = self.config
         self._status("loading models")
@@ -270,7 +270,7 @@ class Daemon:
             return
         events = self.pipeline.expire(self.capture.clock())
         if events:
-            from edge_agent.pipeline import FrameResult
+            from edge_agent.types import FrameResult
 
             self._publish(FrameResult(self.stats.processed, self._last_t, [], events),
                           time.time())
@@ -520,7 +520,7 @@ class Daemon:
 
     def _close_tracks(self) -> None:
         """End every open track, so subscribers see the faces leave."""
-        from edge_agent.pipeline import FrameResult
+        from edge_agent.types import FrameResult
 
         events = self.pipeline.finish(self._last_t)
         if events and self.publisher is not None and self._last_result is not None:

@@ -37,5 +37,5 @@ def main(args: argparse.Namespace) -> int:
     raise AssertionError(args.config_command)
 
 
-if __name__ == "__main__":  # `python -m edge_agent.config_cli template` regenerates the file
+if __name__ == "__main__":  # `python -m edge_agent.cli.config template` regenerates the file
     sys.exit(main(argparse.Namespace(config_command=sys.argv[1] if len(sys.argv) > 1 else "")))

@@ -30,13 +30,13 @@ EXIT_CODES = """exit codes:
 
 # subcommand -> module whose main(args) runs it
 COMMANDS = {
-    "analyze": "edge_agent.analyze",
-    "run": "edge_agent.service",
-    "bench": "edge_agent.bench",
-    "check": "edge_agent.doctor",
-    "config": "edge_agent.config_cli",
-    "watch": "edge_agent.watch",
-    "demo": "edge_agent.demo",
+    "analyze": "edge_agent.cli.analyze",
+    "run": "edge_agent.daemon",
+    "bench": "edge_agent.cli.bench",
+    "check": "edge_agent.cli.check",
+    "config": "edge_agent.cli.config",
+    "watch": "edge_agent.cli.watch",
+    "demo": "edge_agent.cli.demo",
 }
 
 
@@ -113,5 +113,3 @@ def main(argv: list[str] | None = None) -> int:
         return EX_SOFTWARE
 
 
-if __name__ == "__main__":
-    sys.exit(main())

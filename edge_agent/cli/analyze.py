@@ -10,11 +10,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_agent.annotate import draw_faces
 from edge_agent.capture.files import IMAGE_SUFFIXES, ImageSource, open_path
+from edge_agent.cli.annotate import draw_faces
 from edge_agent.config import load_or_default
 from edge_agent.errors import UsageError
-from edge_agent.pipeline import FrameResult, Pipeline
+from edge_agent.types import FrameResult
+from edge_agent.vision.pipeline import Pipeline
 
 
 class Annotator:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge_agent.detect import Detection
-from edge_agent.inference import TfliteModel
+from edge_agent.types import Detection
+from edge_agent.vision.runtime import TfliteModel
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,8 +41,8 @@ class Row:
 
 
 def check_models(config: Config) -> Row:
-    from edge_agent.models import DEFAULT_MODELS_DIR, resolve
-    from edge_agent.pipeline import models_needed
+    from edge_agent.vision.manifest import DEFAULT_MODELS_DIR, resolve
+    from edge_agent.vision.pipeline import models_needed
 
     models_dir = Path(config.models.dir) if config.models.dir else DEFAULT_MODELS_DIR
     found, edgetpu = [], 0
@@ -62,7 +62,7 @@ def check_models(config: Config) -> Row:
 
 
 def check_accelerator(config: Config) -> Row:
-    from edge_agent.inference import AcceleratorChoice
+    from edge_agent.vision.runtime import AcceleratorChoice
 
     choice = AcceleratorChoice.resolve(config.accelerator)  # raises ModelError for "edgetpu"
     if choice.in_use == "edgetpu":
@@ -80,13 +80,13 @@ def _version(package: str) -> str:
 
 
 def check_runtime(config: Config, pipelines: list[Any]) -> Row:
-    from edge_agent.pipeline import Pipeline
+    from edge_agent.vision.pipeline import Pipeline
 
     started = time.perf_counter()
     pipeline = Pipeline(config)
     loaded = time.perf_counter() - started
     pipelines.append(pipeline)
-    from edge_agent.capture import Frame
+    from edge_agent.types import Frame
 
     image = np.zeros((config.camera.height, config.camera.width, 3), np.uint8)
     started = time.perf_counter()
@@ -206,7 +206,7 @@ def format_table(rows: list[Row]) -> str:
 
 def main(args: argparse.Namespace) -> int:
     # The table reports the accelerator; the runtime's own warning would say it twice.
-    logging.getLogger("edge_agent.inference").setLevel(logging.ERROR)
+    logging.getLogger("edge_agent.vision.runtime").setLevel(logging.ERROR)
     rows = run_checks(getattr(args, "config", None))
     print(format_table(rows))
     failed = [row.check for row in rows if row.result == FAIL]

@@ -11,12 +11,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge_agent.classify.crops import ChipStyle, aligned_chip
-from edge_agent.detect import Detection
-from edge_agent.inference import TfliteModel
+from edge_agent.types import Detection
+from edge_agent.vision.classify.crops import ChipStyle, aligned_chip
+from edge_agent.vision.runtime import TfliteModel
 
-EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-GENDERS: tuple[str, str] = ("female", "male")
 # dlib's age net predicts 81 classes; class 0 stands for babies (0.25 years).
 AGE_WEIGHTS = np.array([0.25, *range(1, 81)], dtype=np.float32)
 # Channel means (R, G, B) the dlib nets were trained with; inputs are (byte - mean) / 256.

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.config import load_or_default
+from edge_agent.daemon import Daemon, percentiles
+from edge_agent.daemon.notify import Notifier
+from edge_agent.demo.samples import DEMO_CLIP, sample
 from edge_agent.errors import UsageError
-from edge_agent.notify import Notifier
-from edge_agent.samples import DEMO_CLIP, sample
-from edge_agent.service import Daemon, percentiles
 
 STAGES = ("decode", "detect", "classify", "track", "publish", "display")
 

@@ -29,7 +29,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-log = logging.getLogger("edge_agent.broker")
+log = logging.getLogger("edge_agent.demo.broker")
 
 CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
 SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT = range(8, 15)

@@ -6,24 +6,13 @@ SSD models with the TFLite detection post-process (Coral's published face model)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from edge_agent.types import Detection
 
-@dataclass(slots=True)
-class Detection:
-    """One face in frame pixels.
-
-    `keypoints` is (6, 2) for BlazeFace, in its order: right eye, left eye, nose tip, mouth,
-    right ear tragion, left ear tragion (the subject's right, so the image's left). SSD
-    models give none, and classifiers then crop the box without levelling it.
-    """
-
-    box: tuple[float, float, float, float]  # x, y, w, h
-    score: float
-    keypoints: np.ndarray | None = None
+__all__ = ["Detection", "Detector"]
 
 
 class Detector(Protocol):

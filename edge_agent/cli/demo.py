@@ -38,11 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.config import Config
+from edge_agent.daemon.notify import Notifier
+from edge_agent.demo.samples import DEMO_CLIP, SAMPLES, cache_dir, sample
 from edge_agent.errors import EX_UNAVAILABLE, EdgeAgentError, UsageError
-from edge_agent.notify import Notifier
-from edge_agent.samples import DEMO_CLIP, SAMPLES, cache_dir, sample
 
-log = logging.getLogger("edge_agent.demo")
+log = logging.getLogger("edge_agent.cli.demo")
 
 HOST = "127.0.0.1"
 DEVICE_ID = "demo"
@@ -204,7 +204,7 @@ class EmbeddedDemoBroker:
     protocol = "3.1.1"  # all the embedded broker speaks
 
     def __init__(self) -> None:
-        from edge_agent.broker import EmbeddedBroker
+        from edge_agent.demo.broker import EmbeddedBroker
 
         self.broker = EmbeddedBroker(HOST)
 
@@ -385,7 +385,7 @@ def demo_config(options: Options, clip: Path, state_dir: Path, broker: Any) -> C
 
 
 def _daemon_class() -> type:
-    from edge_agent.service import Daemon
+    from edge_agent.daemon import Daemon
 
     class DemoDaemon(Daemon):
         """The daemon of `edge-agent run`, counting the events it hands to the publisher
@@ -480,7 +480,7 @@ def main(args: argparse.Namespace) -> int:
     if not getattr(args, "verbose", False):  # the demo speaks for itself; -v shows the logs
         logging.getLogger("edge_agent").setLevel(logging.WARNING)
         # "no Coral Edge TPU: running on the CPU" is said below, in the progress line
-        logging.getLogger("edge_agent.inference").setLevel(logging.ERROR)
+        logging.getLogger("edge_agent.vision.runtime").setLevel(logging.ERROR)
         for handler in logging.getLogger().handlers:
             handler.addFilter(_no_traceback)
     signal.signal(signal.SIGTERM, _interrupt)

@@ -31,7 +31,7 @@ from edge_agent.publish.connection import (
     describe_error,
 )
 
-log = logging.getLogger("edge_agent.watch")
+log = logging.getLogger("edge_agent.cli.watch")
 
 KINDS = ("availability", "state", "stats", "events")
 REDRAW_S = 0.25

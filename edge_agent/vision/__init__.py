@@ -1,0 +1,1 @@
+"""The vision core: detect → track → classify on the TFLite runtime, one frame at a time."""
