@@ -155,18 +155,22 @@ STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
 
 def _check_device_id(path: str, value: str) -> None:
     if not _DEVICE_ID.fullmatch(value):
-        raise ConfigError(f"{path} = {value!r}: use at most 64 letters, digits, '-' or '_' "
-                          "(it becomes part of MQTT topics and entity ids)")
+        raise ConfigError(
+            f"{path} = {value!r}: use at most 64 letters, digits, '-' or '_' "
+            "(it becomes part of MQTT topics and entity ids)"
+        )
 
 
 def _check_source(path: str, value: str) -> None:
     if not value.strip():
-        raise ConfigError(f"{path} = {value!r}: must not be empty (use \"auto\")")
+        raise ConfigError(f'{path} = {value!r}: must not be empty (use "auto")')
     if "://" in value:
         scheme = value.split("://", 1)[0].lower()
         if scheme not in STREAM_SCHEMES:
-            raise ConfigError(f"{path} = {value!r}: unsupported URL scheme {scheme!r} "
-                              f"(use one of {', '.join(STREAM_SCHEMES)})")
+            raise ConfigError(
+                f"{path} = {value!r}: unsupported URL scheme {scheme!r} "
+                f"(use one of {', '.join(STREAM_SCHEMES)})"
+            )
     elif value.startswith("/dev/") and not re.fullmatch(r"/dev/video\d+", value):
         raise ConfigError(f"{path} = {value!r}: a device must be /dev/videoN")
 
@@ -180,10 +184,16 @@ def _check_night(path: str, value: str) -> None:
     if not value:
         return
     match = _NIGHT.fullmatch(value)
-    if not match or int(match[1]) > 23 or int(match[3]) > 23 or int(match[2]) > 59 \
-            or int(match[4]) > 59:
-        raise ConfigError(f"{path} = {value!r}: must be \"HH:MM-HH:MM\" (e.g. \"23:00-07:00\") "
-                          "or empty")
+    if (
+        not match
+        or int(match[1]) > 23
+        or int(match[3]) > 23
+        or int(match[2]) > 59
+        or int(match[4]) > 59
+    ):
+        raise ConfigError(
+            f'{path} = {value!r}: must be "HH:MM-HH:MM" (e.g. "23:00-07:00") or empty'
+        )
 
 
 VALIDATORS: dict[str, typing.Callable[[str, Any], None]] = {
@@ -201,8 +211,9 @@ def _check_config(config: Config) -> None:
         raise ConfigError("mqtt.host = '': must be set while mqtt.enabled = true")
     low, high = getattr(mqtt, "reconnect_min_s", None), getattr(mqtt, "reconnect_max_s", None)
     if low is not None and high is not None and low > high:
-        raise ConfigError(f"mqtt.reconnect_min_s = {low!r}: must not exceed "
-                          f"mqtt.reconnect_max_s = {high!r}")
+        raise ConfigError(
+            f"mqtt.reconnect_min_s = {low!r}: must not exceed mqtt.reconnect_max_s = {high!r}"
+        )
 
 
 def _check_value(path: str, value: Any, hint: Any, meta: typing.Mapping[str, Any]) -> Any:
@@ -273,8 +284,10 @@ def parse(text: str, source: str = "<config>") -> Config:
         position = _TOML_POSITION.search(message)
         if position:
             message = _TOML_POSITION.sub("", message).strip()
-            raise ConfigError(f"{source}:{position[1]}: TOML syntax error at line {position[1]}, "
-                              f"column {position[2]}: {message}") from None
+            raise ConfigError(
+                f"{source}:{position[1]}: TOML syntax error at line {position[1]}, "
+                f"column {position[2]}: {message}"
+            ) from None
         raise ConfigError(f"{source}: TOML syntax error: {message}") from None
     try:
         config = _build(Config, table, "")
@@ -336,8 +349,15 @@ def load_or_default(path: str | None) -> Config:
 # What SIGHUP may change in a running daemon: everything that does not reopen the camera,
 # reload a model or reconnect the broker. Display settings reopen only the panel.
 
-RELOADABLE = ("log_level", "detector.score_threshold", "detector.min_face_size",
-              "classifier.rate_hz", "tracker.", "display.", "mqtt.stats_interval_s")
+RELOADABLE = (
+    "log_level",
+    "detector.score_threshold",
+    "detector.min_face_size",
+    "classifier.rate_hz",
+    "tracker.",
+    "display.",
+    "mqtt.stats_interval_s",
+)
 
 
 def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
@@ -353,8 +373,7 @@ def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def is_reloadable(path: str) -> bool:
-    return any(path == key or (key.endswith(".") and path.startswith(key))
-               for key in RELOADABLE)
+    return any(path == key or (key.endswith(".") and path.startswith(key)) for key in RELOADABLE)
 
 
 @dataclass(slots=True)
@@ -368,8 +387,11 @@ class Reload:
 
 def merge_reload(running: Config, new: Config) -> Reload:
     old_flat, new_flat = flatten(running), flatten(new)
-    changes = {path: (old_flat[path], new_flat[path]) for path in old_flat
-               if old_flat[path] != new_flat[path]}
+    changes = {
+        path: (old_flat[path], new_flat[path])
+        for path in old_flat
+        if old_flat[path] != new_flat[path]
+    }
     applied = {path: change for path, change in changes.items() if is_reloadable(path)}
     ignored = {path: change for path, change in changes.items() if path not in applied}
     merged = copy.deepcopy(running)
@@ -389,41 +411,41 @@ def merge_reload(running: Config, new: Config) -> Reload:
 
 SECTION_NOTES: dict[str, str] = {
     "camera": "Where frames come from. The pipeline always takes the newest frame; older ones "
-              "are dropped and counted.",
+    "are dropped and counted.",
     "detector": "Face detection.",
     "classifier": "Emotion, age and gender, per tracked face.",
     "tracker": "Following faces from frame to frame (reloadable with SIGHUP).",
     "models": "Model files, checked against models/manifest.json on every load.",
     "mqtt": "The broker. No secret lives in this file: the password is read from "
-            "password_file when the agent starts.",
+    "password_file when the agent starts.",
     "state": "Persistent state (the MQTT outbox).",
     "display": "A small local panel. Every key here is reloadable with SIGHUP.",
 }
 
 NOTES: dict[str, str] = {
     "device_id": "Names this device in MQTT topics and Home Assistant; empty: the host name.",
-    "accelerator": "\"auto\" uses a Coral Edge TPU when present, else the CPU; \"edgetpu\" "
-                   "fails without one.",
+    "accelerator": '"auto" uses a Coral Edge TPU when present, else the CPU; "edgetpu" '
+    "fails without one.",
     "log_level": "Reloadable with SIGHUP.",
-    "camera.source": "\"auto\" (picamera2 if installed, else the first /dev/video*), "
-                     "\"picamera2\", \"/dev/videoN\", a video file, a folder of images, or an "
-                     "rtsp://, http:// or https:// URL.",
+    "camera.source": '"auto" (picamera2 if installed, else the first /dev/video*), '
+    '"picamera2", "/dev/videoN", a video file, a folder of images, or an '
+    "rtsp://, http:// or https:// URL.",
     "camera.loop": "Replay a file or folder forever; without it `run` ends at its end.",
     "camera.realtime": "Pace a file at its own frame rate, dropping frames when inference is "
-                       "slower; false processes every frame as fast as possible.",
+    "slower; false processes every frame as fast as possible.",
     "camera.width": "Requested size and rate of a camera (picamera2, V4L2).",
-    "detector.model": "\"short_range\" (faces within ~2 m), \"full_range\", or the path of an "
-                      "SSD .tflite face detector.",
+    "detector.model": '"short_range" (faces within ~2 m), "full_range", or the path of an '
+    "SSD .tflite face detector.",
     "detector.score_threshold": "Least detection confidence (reloadable).",
     "detector.min_face_size": "Smallest face side in pixels (reloadable).",
     "classifier.level_faces": "Rotate tilted faces upright before classifying.",
     "classifier.rate_hz": "Classifications per second per face; 0 classifies every frame "
-                          "(reloadable).",
+    "(reloadable).",
     "models.dir": "Empty: the models/ folder installed with edge-agent.",
     "models.num_threads": "CPU threads per model.",
     "mqtt.stats_interval_s": "Seconds between stats messages (reloadable).",
     "state.dir": "Must be writable by the service (systemd's StateDirectory).",
-    "display.kind": "\"none\" disables the panel.",
+    "display.kind": '"none" disables the panel.',
 }
 
 
@@ -440,8 +462,13 @@ def source_notes(cls: type) -> dict[str, str]:
     for token in tokenize.generate_tokens(io.StringIO(source).readline):
         if token.type == tokenize.COMMENT:
             comments[token.start[0]] = token.string.lstrip("#").strip()
-        elif token.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT,
-                                tokenize.DEDENT, tokenize.ENDMARKER):
+        elif token.type not in (
+            tokenize.NL,
+            tokenize.NEWLINE,
+            tokenize.INDENT,
+            tokenize.DEDENT,
+            tokenize.ENDMARKER,
+        ):
             code_lines.add(token.start[0])
     notes: dict[str, str] = {}
     for number, line in enumerate(source.splitlines(), start=1):
@@ -487,11 +514,14 @@ def render_toml(config: Config, *, notes: bool = False) -> str:
     """The config as TOML: every key, in declaration order; with notes, the shipped file."""
     lines: list[str] = []
     if notes:
-        lines += ["# edge-agent configuration: every option, set to its default.",
-                  "# Installed as /etc/edge-agent/config.toml. Check an edited copy with",
-                  "#   edge-agent config check /etc/edge-agent/config.toml",
-                  "# and reload the tunables of a running daemon with",
-                  "#   systemctl reload edge-agent", ""]
+        lines += [
+            "# edge-agent configuration: every option, set to its default.",
+            "# Installed as /etc/edge-agent/config.toml. Check an edited copy with",
+            "#   edge-agent config check /etc/edge-agent/config.toml",
+            "# and reload the tunables of a running daemon with",
+            "#   systemctl reload edge-agent",
+            "",
+        ]
 
     def emit(obj: Any, prefix: str) -> None:
         hints = typing.get_type_hints(type(obj))

@@ -40,8 +40,7 @@ class BrokerStatus:
     @property
     def healthy(self) -> bool:
         """Nothing for an owner to fix: connected, on the way, or switched off."""
-        return self.state in (BrokerState.CONNECTED, BrokerState.CONNECTING,
-                              BrokerState.DISABLED)
+        return self.state in (BrokerState.CONNECTED, BrokerState.CONNECTING, BrokerState.DISABLED)
 
     def __str__(self) -> str:
         return f"{self.state}: {self.reason}" if self.reason else str(self.state)
@@ -94,9 +93,16 @@ class FaceResult:
     confirmed: bool = True
 
     def to_json(self) -> dict[str, Any]:
-        return {"track": self.track, "box": list(self.box), "score": self.score,
-                "emotion": self.emotion, "emotion_scores": self.emotion_scores,
-                "age": self.age, "gender": self.gender, "gender_score": self.gender_score}
+        return {
+            "track": self.track,
+            "box": list(self.box),
+            "score": self.score,
+            "emotion": self.emotion,
+            "emotion_scores": self.emotion_scores,
+            "age": self.age,
+            "gender": self.gender,
+            "gender_score": self.gender_score,
+        }
 
 
 @dataclass(slots=True)
@@ -119,5 +125,8 @@ class FrameResult:
     stages_ms: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"frame": self.frame, "t": round(self.t, 3),
-                "faces": [face.to_json() for face in self.faces]}
+        return {
+            "frame": self.frame,
+            "t": round(self.t, 3),
+            "faces": [face.to_json() for face in self.faces],
+        }

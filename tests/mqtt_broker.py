@@ -31,7 +31,8 @@ HOST = "127.0.0.1"
 
 def _binary(name: str) -> str:
     found = shutil.which(name) or next(
-        (str(p) for p in (Path("/usr/sbin") / name, Path("/usr/bin") / name) if p.exists()), None)
+        (str(p) for p in (Path("/usr/sbin") / name, Path("/usr/bin") / name) if p.exists()), None
+    )
     if found is None:
         message = f"{name} is not installed (scripts/install-dev-deps.sh installs it)"
         if os.environ.get("CI"):
@@ -60,37 +61,54 @@ def wait_until(predicate, timeout: float, interval: float = 0.02) -> bool:  # ty
 class Mosquitto:
     """One mosquitto process with its own config, log and persistence in `directory`."""
 
-    def __init__(self, directory: Path, *, port: int | None = None, anonymous: bool = True,
-                 password_file: Path | None = None, tls: dict[str, Path] | None = None,
-                 persistence: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        port: int | None = None,
+        anonymous: bool = True,
+        password_file: Path | None = None,
+        tls: dict[str, Path] | None = None,
+        persistence: bool = False,
+    ) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.host = HOST
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = directory / "mosquitto.log"
-        lines = [f"listener {self.port} {HOST}",
-                 f"allow_anonymous {'true' if anonymous else 'false'}",
-                 f"log_dest file {self.log_path}",
-                 "log_type error", "log_type warning", "log_type notice",
-                 "log_type information", "connection_messages true",
-                 "max_queued_messages 100000",
-                 f"persistence {'true' if persistence else 'false'}",
-                 f"persistence_location {directory}/"]
+        lines = [
+            f"listener {self.port} {HOST}",
+            f"allow_anonymous {'true' if anonymous else 'false'}",
+            f"log_dest file {self.log_path}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            "connection_messages true",
+            "max_queued_messages 100000",
+            f"persistence {'true' if persistence else 'false'}",
+            f"persistence_location {directory}/",
+        ]
         if os.geteuid() == 0:
             lines.append("user root")  # else it drops to `mosquitto`, which cannot write here
         if password_file is not None:
             lines.append(f"password_file {password_file}")
         if tls is not None:
-            lines += [f"cafile {tls['ca']}", f"certfile {tls['server_cert']}",
-                      f"keyfile {tls['server_key']}", "require_certificate true"]
+            lines += [
+                f"cafile {tls['ca']}",
+                f"certfile {tls['server_cert']}",
+                f"keyfile {tls['server_key']}",
+                "require_certificate true",
+            ]
         self.config_path = directory / "mosquitto.conf"
         self.config_path.write_text("\n".join(lines) + "\n")
 
     def start(self, timeout: float = 5.0) -> Mosquitto:
         binary = _binary("mosquitto")
-        self.process = subprocess.Popen([binary, "-c", str(self.config_path)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(
+            [binary, "-c", str(self.config_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -130,8 +148,12 @@ class Mosquitto:
 
 def password_file(path: Path, user: str, password: str) -> Path:
     """A mosquitto password file made by `mosquitto_passwd -b`."""
-    subprocess.run([_binary("mosquitto_passwd"), "-c", "-b", str(path), user, password],
-                   check=True, capture_output=True, timeout=10)
+    subprocess.run(
+        [_binary("mosquitto_passwd"), "-c", "-b", str(path), user, password],
+        check=True,
+        capture_output=True,
+        timeout=10,
+    )
     return path
 
 
@@ -140,31 +162,76 @@ def tls_files(directory: Path) -> dict[str, Path]:
     certificate, made with the openssl command line."""
     openssl = _binary("openssl")
     directory.mkdir(parents=True, exist_ok=True)
-    files = {name: directory / name for name in (
-        "ca.crt", "ca.key", "server.crt", "server.key", "client.crt", "client.key")}
+    files = {
+        name: directory / name
+        for name in ("ca.crt", "ca.key", "server.crt", "server.key", "client.crt", "client.key")
+    }
 
     def run(*args: str) -> None:
-        subprocess.run([openssl, *args], check=True, capture_output=True, timeout=30,
-                       cwd=directory)
+        subprocess.run([openssl, *args], check=True, capture_output=True, timeout=30, cwd=directory)
 
     key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    run("req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-        "-subj", "/CN=edge-agent test CA",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    run(
+        "req",
+        "-x509",
+        *key,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=edge-agent test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    )
     server_names = "subjectAltName=IP:127.0.0.1,DNS:localhost"
-    for name, usage, extra in (("server", "serverAuth", server_names),
-                               ("client", "clientAuth", None)):
+    for name, usage, extra in (
+        ("server", "serverAuth", server_names),
+        ("client", "clientAuth", None),
+    ):
         ext = directory / f"{name}.ext"
-        ext.write_text(f"basicConstraints=CA:FALSE\nextendedKeyUsage={usage}\n"
-                       + (f"{extra}\n" if extra else ""))
-        run("req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr",
-            "-subj", f"/CN=edge-agent test {name}")
-        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", ext.name)
-    return {"ca": files["ca.crt"], "server_cert": files["server.crt"],
-            "server_key": files["server.key"], "client_cert": files["client.crt"],
-            "client_key": files["client.key"]}
+        ext.write_text(
+            f"basicConstraints=CA:FALSE\nextendedKeyUsage={usage}\n"
+            + (f"{extra}\n" if extra else "")
+        )
+        run(
+            "req",
+            *key,
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            f"/CN=edge-agent test {name}",
+        )
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.crt",
+            "-days",
+            "2",
+            "-extfile",
+            ext.name,
+        )
+    return {
+        "ca": files["ca.crt"],
+        "server_cert": files["server.crt"],
+        "server_key": files["server.key"],
+        "client_cert": files["client.crt"],
+        "client_key": files["client.key"],
+    }
 
 
 @pytest.fixture
@@ -191,8 +258,9 @@ def scene(frames: int | None = None, *, start: int = 0) -> Iterator[object]:
     from edge_agent.vision.classify import FaceAttributes
     from edge_agent.vision.track import Tracker, TrackerSettings
 
-    tracker = Tracker(TrackerSettings(confirm_hits=2, lost_after_s=0.3, smoothing_s=0.0,
-                                      emotion_hold_s=0.0))
+    tracker = Tracker(
+        TrackerSettings(confirm_hits=2, lost_after_s=0.3, smoothing_s=0.0, emotion_hold_s=0.0)
+    )
     index = start
     while frames is None or index < start + frames:
         t = index * 0.1
@@ -204,8 +272,7 @@ def scene(frames: int | None = None, *, start: int = 0) -> Iterator[object]:
             scores[EMOTIONS.index(label)] = 0.88
             tracker.observe(track, FaceAttributes(scores, 31.0 + index % 7, 0.2), t)
         tracker.confirm(tracks, t)
-        yield FrameResult(index, t, [track.result() for track in tracks],
-                          tracker.drain_events())
+        yield FrameResult(index, t, [track.result() for track in tracks], tracker.drain_events())
         index += 1
 
 
@@ -227,9 +294,15 @@ class Collector:
     """A paho subscriber recording every message. `persistent` keeps its session (and
     queued QoS 1 messages) on the broker across its own and the broker's restarts."""
 
-    def __init__(self, broker: Mosquitto, topics: tuple[str, ...] = ("#",), *,
-                 client_id: str = "", persistent: bool = False,
-                 tls: dict[str, Path] | None = None) -> None:
+    def __init__(
+        self,
+        broker: Mosquitto,
+        topics: tuple[str, ...] = ("#",),
+        *,
+        client_id: str = "",
+        persistent: bool = False,
+        tls: dict[str, Path] | None = None,
+    ) -> None:
         import paho.mqtt.client as paho
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -238,26 +311,34 @@ class Collector:
         self.messages: list[Received] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2,
-                                  client_id=client_id or f"collector-{uuid.uuid4().hex[:8]}",
-                                  protocol=paho.MQTTv311, clean_session=not persistent)
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"collector-{uuid.uuid4().hex[:8]}",
+            protocol=paho.MQTTv311,
+            clean_session=not persistent,
+        )
         if tls is not None:
-            self.client.tls_set(ca_certs=str(tls["ca"]), certfile=str(tls["client_cert"]),
-                                keyfile=str(tls["client_key"]))
+            self.client.tls_set(
+                ca_certs=str(tls["ca"]),
+                certfile=str(tls["client_cert"]),
+                keyfile=str(tls["client_key"]),
+            )
         self.client.reconnect_delay_set(0.05, 0.5)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *_args: self._subscribed.set()
         self.client.on_message = self._on_message
 
-    def _on_connect(self, client: Any, _userdata: Any, _flags: Any, reason: Any,
-                    _properties: Any) -> None:
+    def _on_connect(
+        self, client: Any, _userdata: Any, _flags: Any, reason: Any, _properties: Any
+    ) -> None:
         if not reason.is_failure:
             client.subscribe([(topic, 1) for topic in self.topics])
 
     def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
         with self._lock:
-            self.messages.append(Received(message.topic, bytes(message.payload),
-                                          bool(message.retain), message.qos))
+            self.messages.append(
+                Received(message.topic, bytes(message.payload), bool(message.retain), message.qos)
+            )
 
     def start(self, timeout: float = 5.0) -> Collector:
         self.client.connect(self.broker.host, self.broker.port, keepalive=10)
@@ -300,8 +381,9 @@ def first_occurrences(seqs: list[int]) -> list[int]:
 # -- a publisher in its own process (to SIGKILL it) -----------------------------------------
 
 
-def publisher_config(host: str, port: int, state_dir: Path, device: str = "test-device",
-                     **mqtt: Any) -> Any:
+def publisher_config(
+    host: str, port: int, state_dir: Path, device: str = "test-device", **mqtt: Any
+) -> Any:
     from edge_agent.config import Config
 
     config = Config(device_id=device)
@@ -317,14 +399,31 @@ class PublisherProcess:
     """`python tests/mqtt_broker.py publish '<json>'`: a publisher fed by `scene`, printing
     `seq N` after each frame with events and `done` at the end, then idling until killed."""
 
-    def __init__(self, host: str, port: int, state_dir: Path, *, frames: int, start: int = 0,
-                 interval: float = 0.005) -> None:
-        options = {"host": host, "port": port, "state_dir": str(state_dir), "frames": frames,
-                   "start": start, "interval": interval}
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        state_dir: Path,
+        *,
+        frames: int,
+        start: int = 0,
+        interval: float = 0.005,
+    ) -> None:
+        options = {
+            "host": host,
+            "port": port,
+            "state_dir": str(state_dir),
+            "frames": frames,
+            "start": start,
+            "interval": interval,
+        }
         self.lines: list[str] = []
         self.process = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "publish", json.dumps(options)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -334,8 +433,10 @@ class PublisherProcess:
             self.lines.append(line.strip())
 
     def wait_line(self, text: str, timeout: float) -> bool:
-        return wait_until(lambda: text in self.lines or self.process.poll() is not None,
-                          timeout) and text in self.lines
+        return (
+            wait_until(lambda: text in self.lines or self.process.poll() is not None, timeout)
+            and text in self.lines
+        )
 
     @property
     def last_seq(self) -> int:

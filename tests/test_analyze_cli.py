@@ -13,8 +13,13 @@ import pytest
 
 
 def analyze(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edge_agent.cli", "analyze", *args],
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "analyze", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_json_lines_follow_the_documented_shape(media) -> None:
@@ -24,11 +29,26 @@ def test_json_lines_follow_the_documented_shape(media) -> None:
     frame = json.loads(line)
     assert set(frame) == {"frame", "t", "faces"}
     (face,) = frame["faces"]
-    assert set(face) == {"track", "box", "score", "emotion", "emotion_scores", "age", "gender",
-                         "gender_score"}
+    assert set(face) == {
+        "track",
+        "box",
+        "score",
+        "emotion",
+        "emotion_scores",
+        "age",
+        "gender",
+        "gender_score",
+    }
     assert len(face["box"]) == 4 and face["track"] == 1
-    assert set(face["emotion_scores"]) == {"angry", "disgust", "fear", "happy", "sad",
-                                           "surprise", "neutral"}
+    assert set(face["emotion_scores"]) == {
+        "angry",
+        "disgust",
+        "fear",
+        "happy",
+        "sad",
+        "surprise",
+        "neutral",
+    }
 
 
 def test_table_output_and_annotated_video(media, tmp_path: Path) -> None:
@@ -72,12 +92,24 @@ def _write(path: Path, image: np.ndarray) -> Path:
     ("make", "code", "message"),
     [
         (lambda d: d / "missing.mp4", 66, "no such file"),
-        (lambda d: ((d / "empty.jpg").write_bytes(b"") and d / "empty.jpg") or d / "empty.jpg",
-         65, "empty"),
-        (lambda d: (d / "notes.jpg").write_text("hello, not a picture") and d / "notes.jpg",
-         65, "not a readable image"),
-        (lambda d: (d / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x07" * 4000)
-         and d / "clip.mp4", 65, "not a readable"),
+        (
+            lambda d: ((d / "empty.jpg").write_bytes(b"") and d / "empty.jpg") or d / "empty.jpg",
+            65,
+            "empty",
+        ),
+        (
+            lambda d: (d / "notes.jpg").write_text("hello, not a picture") and d / "notes.jpg",
+            65,
+            "not a readable image",
+        ),
+        (
+            lambda d: (
+                (d / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x07" * 4000)
+                and d / "clip.mp4"
+            ),
+            65,
+            "not a readable",
+        ),
     ],
     ids=["missing", "zero-bytes", "text-named-jpg", "corrupt-video"],
 )

@@ -11,9 +11,24 @@ def test_bench_json_summary_on_the_last_line(media, tmp_path) -> None:
     config = tmp_path / "bench.toml"
     config.write_text("[mqtt]\nenabled = false\n")
     done = subprocess.run(
-        [sys.executable, "-m", "edge_agent.cli", "bench", "--source",
-         str(media("single_face.mp4")), "--frames", "100", "--json", "--config", str(config)],
-        capture_output=True, text=True, timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "edge_agent.cli",
+            "bench",
+            "--source",
+            str(media("single_face.mp4")),
+            "--frames",
+            "100",
+            "--json",
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.splitlines()[-1])
     assert summary["frames"] >= 100  # 72-frame clip, looped to reach N
@@ -29,8 +44,13 @@ def test_bench_json_summary_on_the_last_line(media, tmp_path) -> None:
 
 
 def test_bench_refuses_zero_frames(tmp_path) -> None:
-    done = subprocess.run([sys.executable, "-m", "edge_agent.cli", "bench", "--frames", "0"],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "bench", "--frames", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 64 and "--frames 0" in done.stderr
 
 
@@ -41,8 +61,21 @@ def test_bench_fails_when_the_source_breaks_off(media, tmp_path) -> None:
     (folder / "b.jpg").write_text("not a picture")
     config = tmp_path / "bench.toml"
     config.write_text("[mqtt]\nenabled = false\n")
-    done = subprocess.run([sys.executable, "-m", "edge_agent.cli", "bench", "--source",
-                           str(folder), "--config", str(config)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_agent.cli",
+            "bench",
+            "--source",
+            str(folder),
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 65 and "b.jpg" in done.stderr
     assert "fps" not in done.stdout  # no numbers from a broken run

@@ -41,8 +41,9 @@ class MjpegCamera:
     open, sending nothing) or closes it. `release()` ends every stall.
     """
 
-    def __init__(self, video: Path, *, frames: int = 40, fps: float = 24.0,
-                 stall: bool = True) -> None:
+    def __init__(
+        self, video: Path, *, frames: int = 40, fps: float = 24.0, stall: bool = True
+    ) -> None:
         capture = cv2.VideoCapture(str(video))
         self.jpegs = []
         for _ in range(frames):
@@ -64,8 +65,10 @@ class MjpegCamera:
                 self.end_headers()
                 try:
                     for jpeg in camera.jpegs:
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n"
-                                         b"Content-Length: %d\r\n\r\n" % len(jpeg))
+                        self.wfile.write(
+                            b"--frame\r\nContent-Type: image/jpeg\r\n"
+                            b"Content-Length: %d\r\n\r\n" % len(jpeg)
+                        )
                         self.wfile.write(jpeg + b"\r\n")
                         self.wfile.flush()
                         camera.sent += 1
@@ -108,17 +111,21 @@ def wait_until(predicate, timeout: float, step: float = 0.02) -> bool:
 
 # -- which source a `[camera] source` names -------------------------------------------------
 
-@pytest.mark.parametrize(("source", "kind"), [
-    ("picamera2", "picamera2"),
-    ("/dev/video0", "v4l2"),
-    ("/dev/video12", "v4l2"),
-    ("rtsp://cam.local:554/stream1", "stream"),
-    ("RTSP://cam.local/s", "stream"),
-    ("http://cam.local/video.mjpg", "stream"),
-    ("https://cam.local/video.mjpg", "stream"),
-    ("/srv/clips/door.mp4", "file"),
-    ("clips", "file"),
-])
+
+@pytest.mark.parametrize(
+    ("source", "kind"),
+    [
+        ("picamera2", "picamera2"),
+        ("/dev/video0", "v4l2"),
+        ("/dev/video12", "v4l2"),
+        ("rtsp://cam.local:554/stream1", "stream"),
+        ("RTSP://cam.local/s", "stream"),
+        ("http://cam.local/video.mjpg", "stream"),
+        ("https://cam.local/video.mjpg", "stream"),
+        ("/srv/clips/door.mp4", "file"),
+        ("clips", "file"),
+    ],
+)
 def test_source_kinds(source, kind):
     spec = resolve_source(source, has_picamera2=lambda: False)
     assert (spec.kind, spec.target) == (kind, source)
@@ -150,6 +157,7 @@ def test_a_missing_file_fails_at_start_not_later(tmp_path):
 
 
 # -- the mailbox ---------------------------------------------------------------------------
+
 
 def test_mailbox_keeps_only_the_newest_frame():
     mailbox = Mailbox()
@@ -223,6 +231,7 @@ def test_a_looped_folder_keeps_rising_time(media, tmp_path):
 
 # -- a real network camera ------------------------------------------------------------------
 
+
 def test_http_camera_that_stalls_is_reported_stalled(media):
     with MjpegCamera(media(CLIP), frames=20) as camera:
         capture = Capture(CameraConfig(source=camera.url))
@@ -267,6 +276,7 @@ def test_a_stream_that_never_opens_is_lost_and_retried():
 
 
 # -- picamera2, with only the module replaced ------------------------------------------------
+
 
 class FakePicamera2:
     """Stands in for picamera2.Picamera2: records the calls, hands out BGR arrays."""
@@ -390,5 +400,4 @@ def test_file_sources_are_the_files_module(media, tmp_path):
     assert isinstance(video, VideoSource)
     video.close()
     (tmp_path / "a.jpg").write_bytes(media("single_face.jpg").read_bytes())
-    assert isinstance(open_source(SourceSpec("file", str(tmp_path)), CameraConfig()),
-                      FolderSource)
+    assert isinstance(open_source(SourceSpec("file", str(tmp_path)), CameraConfig()), FolderSource)

@@ -41,10 +41,18 @@ def good(tmp_path, media):
 def test_a_ready_device_passes_every_check(tmp_path, good, capsys):
     code, rows = run(write(tmp_path / "c.toml", good), capsys)
     assert code == 0, rows
-    assert list(rows) == ["config", "models", "accelerator", "runtime", "camera", "broker",
-                          "display", "state"]
+    assert list(rows) == [
+        "config",
+        "models",
+        "accelerator",
+        "runtime",
+        "camera",
+        "broker",
+        "display",
+        "state",
+    ]
     assert rows["models"][0] == "ok" and "match their checksums" in rows["models"][1]
-    assert rows["accelerator"] == ("ok", "CPU (accelerator = \"cpu\")")
+    assert rows["accelerator"] == ("ok", 'CPU (accelerator = "cpu")')
     assert "ms on cpu" in rows["runtime"][1]
     assert rows["camera"][0] == "ok" and "640x360 frame" in rows["camera"][1]
     assert rows["broker"] == ("skip", "mqtt.enabled = false")

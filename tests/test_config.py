@@ -64,8 +64,10 @@ def test_missing_file_exits_78(tmp_path, capsys):
 
 def test_good_file_says_ok(tmp_path, capsys):
     path = tmp_path / "good.toml"
-    path.write_text('device_id = "hall-1"\n[camera]\nsource = "rtsp://10.0.0.2/s"\n'
-                    "[detector]\nscore_threshold = 0.7\n")
+    path.write_text(
+        'device_id = "hall-1"\n[camera]\nsource = "rtsp://10.0.0.2/s"\n'
+        "[detector]\nscore_threshold = 0.7\n"
+    )
     assert cli.main(["config", "check", str(path)]) == 0
     assert capsys.readouterr().out.strip() == f"{path}: ok"
 
@@ -101,7 +103,8 @@ def test_shipped_file_is_the_rendered_template():
     expected = config.render_toml(Config(), notes=True)
     assert _settings(SHIPPED.read_text()) == _settings(expected), (
         "config/edge-agent.toml drifted from the dataclasses; regenerate it with "
-        "`python -m edge_agent.cli.config template > config/edge-agent.toml`")
+        "`python -m edge_agent.cli.config template > config/edge-agent.toml`"
+    )
 
 
 def test_every_field_of_the_shipped_file_is_commented_or_documented():
@@ -138,11 +141,16 @@ def test_secret_looking_values_are_masked():
 
 def test_reload_applies_tunables_and_ignores_the_rest():
     running = Config()
-    new = config.parse("[detector]\nscore_threshold = 0.8\n[camera]\nwidth = 320\n"
-                       "[display]\nfps = 2.0\n[mqtt]\nstats_interval_s = 5.0\n")
+    new = config.parse(
+        "[detector]\nscore_threshold = 0.8\n[camera]\nwidth = 320\n"
+        "[display]\nfps = 2.0\n[mqtt]\nstats_interval_s = 5.0\n"
+    )
     reload = config.merge_reload(running, new)
-    assert reload.applied == {"detector.score_threshold": (0.65, 0.8),
-                              "display.fps": (5.0, 2.0), "mqtt.stats_interval_s": (30.0, 5.0)}
+    assert reload.applied == {
+        "detector.score_threshold": (0.65, 0.8),
+        "display.fps": (5.0, 2.0),
+        "mqtt.stats_interval_s": (30.0, 5.0),
+    }
     assert reload.ignored == {"camera.width": (640, 320)}
     assert reload.config.detector.score_threshold == 0.8
     assert reload.config.camera.width == 640  # needs a restart

@@ -61,14 +61,21 @@ class NotifySocket:
             self.messages.append((time.monotonic(), data.decode()))
 
     def lines(self, prefix: str, since: float = 0.0) -> list[str]:
-        return [line for t, message in list(self.messages) if t >= since
-                for line in message.split("\n") if line.startswith(prefix)]
+        return [
+            line
+            for t, message in list(self.messages)
+            if t >= since
+            for line in message.split("\n")
+            if line.startswith(prefix)
+        ]
 
     def wait_for(self, line: str, timeout: float, since: float = 0.0) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if any(found == line or found.startswith(line)
-                   for found in self.lines(line.split("=")[0] + "=", since)):
+            if any(
+                found == line or found.startswith(line)
+                for found in self.lines(line.split("=")[0] + "=", since)
+            ):
                 return True
             time.sleep(0.02)
         return False
@@ -82,10 +89,17 @@ class NotifySocket:
 class Daemon:
     """`python -m edge_agent.cli run --config FILE` with its stderr collected."""
 
-    def __init__(self, config_path: Path, notify: NotifySocket | None,
-                 watchdog_usec: int | None = WATCHDOG_USEC) -> None:
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM")}
+    def __init__(
+        self,
+        config_path: Path,
+        notify: NotifySocket | None,
+        watchdog_usec: int | None = WATCHDOG_USEC,
+    ) -> None:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM")
+        }
         env["EDGE_AGENT_LOG"] = "stderr"
         if notify is not None:
             env["NOTIFY_SOCKET"] = str(notify.path)
@@ -93,7 +107,12 @@ class Daemon:
             env["WATCHDOG_USEC"] = str(watchdog_usec)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config_path)],
-            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.log: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -164,8 +183,7 @@ def test_ready_watchdog_status_reload_and_sigterm(tmp_path, media, notify, daemo
     write(path, config)
     hup_at = time.monotonic()
     daemon.process.send_signal(signal.SIGHUP)
-    assert daemon.wait_log(f"detector.score_threshold = 0.8 (was {before})", 10), \
-        daemon.output()
+    assert daemon.wait_log(f"detector.score_threshold = 0.8 (was {before})", 10), daemon.output()
     assert daemon.wait_log("camera.width = 320 (was 640) needs a restart", 2)
     assert daemon.wait_log("(detector.score_threshold = 0.8)", 5)  # in the pipeline itself
     assert notify.wait_for("RELOADING=1", 2, since=hup_at)
@@ -229,11 +247,14 @@ def test_a_finite_file_runs_every_frame_and_exits_0(tmp_path, media, notify, dae
     assert notify.wait_for("READY=1", 1) and notify.wait_for("STOPPING=1", 1)
 
 
-@pytest.mark.parametrize(("text", "key"), [
-    ("[detector]\nscore_threshold = 1.5\n", "detector.score_threshold = 1.5"),
-    ("[camera]\nsorce = 'auto'\n", "camera.sorce: unknown key"),
-    ("[camera\n", "TOML syntax error at line 1"),
-])
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[detector]\nscore_threshold = 1.5\n", "detector.score_threshold = 1.5"),
+        ("[camera]\nsorce = 'auto'\n", "camera.sorce: unknown key"),
+        ("[camera\n", "TOML syntax error at line 1"),
+    ],
+)
 def test_bad_config_exits_78_before_anything_starts(tmp_path, notify, daemons, text, key):
     path = tmp_path / "bad.toml"
     path.write_text(text)
@@ -254,8 +275,9 @@ def test_a_missing_source_file_exits_66(tmp_path, notify, daemons):
     assert "nope.mp4: no such file" in daemon.output()
 
 
-def test_the_whole_appliance_with_a_real_broker_and_panel(tmp_path, media, notify, daemons,
-                                                          mosquitto):
+def test_the_whole_appliance_with_a_real_broker_and_panel(
+    tmp_path, media, notify, daemons, mosquitto
+):
     """Camera → pipeline → MQTT (real mosquitto) and the png panel, under the notify socket."""
     import jsonschema
     from mqtt_broker import Collector
@@ -282,8 +304,9 @@ def test_the_whole_appliance_with_a_real_broker_and_panel(tmp_path, media, notif
         assert stats["fps"] > 5 and stats["camera"] == "ok" and stats["accelerator"] == "cpu"
         assert set(stats["latency_ms"]) == {"p50", "p95", "p99"}
         assert stats["uptime_s"] > 0
-        assert collector.wait(lambda c: any(m.json()["face_count"] == 1
-                                            for m in c.snapshot("/state")), 10)
+        assert collector.wait(
+            lambda c: any(m.json()["face_count"] == 1 for m in c.snapshot("/state")), 10
+        )
         assert notify.wait_for("STATUS=", 3, since=time.monotonic())
         assert "broker connected" in notify.lines("STATUS=")[-1]
         assert (tmp_path / "panel.png").stat().st_size > 0
@@ -291,19 +314,27 @@ def test_the_whole_appliance_with_a_real_broker_and_panel(tmp_path, media, notif
         daemon.process.send_signal(signal.SIGTERM)
         assert daemon.wait(5) == 0, daemon.output()
         assert time.monotonic() - term_at < 5
-        assert collector.wait(lambda c: c.snapshot("/availability")[-1:] and
-                              c.snapshot("/availability")[-1].payload == b"offline", 5)
+        assert collector.wait(
+            lambda c: (
+                c.snapshot("/availability")[-1:]
+                and c.snapshot("/availability")[-1].payload == b"offline"
+            ),
+            5,
+        )
     assert "Traceback" not in daemon.output()
 
 
-def test_faces_end_on_time_when_a_live_camera_goes_silent(tmp_path, media, notify, daemons,
-                                                          mosquitto):
+def test_faces_end_on_time_when_a_live_camera_goes_silent(
+    tmp_path, media, notify, daemons, mosquitto
+):
     """No frame, no detection: the face must still be reported gone after lost_after_s,
     not left on the dashboard until the camera comes back."""
     from mqtt_broker import Collector
 
-    with MjpegCamera(media(CLIP), frames=48, fps=24) as camera, \
-            Collector(mosquitto, ("edge-agent/silent-cam/#",)) as collector:
+    with (
+        MjpegCamera(media(CLIP), frames=48, fps=24) as camera,
+        Collector(mosquitto, ("edge-agent/silent-cam/#",)) as collector,
+    ):
         config = base_config(tmp_path)
         config.device_id = "silent-cam"
         config.camera.source = camera.url
@@ -336,7 +367,8 @@ def test_faces_end_on_time_when_a_live_camera_goes_silent(tmp_path, media, notif
             time.sleep(0.1)
         assert panel.read_bytes() != with_face
         # ...and the camera's state is published when it changes, not at the next period.
-        assert collector.wait(lambda c: any(m.json()["camera"] == "stalled"
-                                            for m in c.snapshot("/stats")), 3)
+        assert collector.wait(
+            lambda c: any(m.json()["camera"] == "stalled" for m in c.snapshot("/stats")), 3
+        )
         daemon.process.send_signal(signal.SIGTERM)
         assert daemon.wait(5) == 0, daemon.output()

@@ -24,9 +24,13 @@ TIMEOUT_S = 45
 
 def demo_env(tmp_path: Path, broker: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(EDGE_AGENT_DEMO_BROKER=broker, EDGE_AGENT_DEMO_CLIP="single_face.mp4",
-               EDGE_AGENT_DEMO_REALTIME="0",
-               EDGE_AGENT_DEMO_DISPLAY=str(tmp_path / "display" / "demo.png"), **extra)
+    env.update(
+        EDGE_AGENT_DEMO_BROKER=broker,
+        EDGE_AGENT_DEMO_CLIP="single_face.mp4",
+        EDGE_AGENT_DEMO_REALTIME="0",
+        EDGE_AGENT_DEMO_DISPLAY=str(tmp_path / "display" / "demo.png"),
+        **extra,
+    )
     env.pop("NOTIFY_SOCKET", None)
     return env
 
@@ -46,14 +50,20 @@ def check_output(out: str) -> None:
     lost = [line for line in lines if " face_lost " in line]
     assert appeared and lost, out
     # time, track, emotion, age and gender on each event line
-    assert re.match(r"\d\d:\d\d:\d\d\.\d{3}\s+face_appeared\s+face #1\s+\w+\s+age \d+, "
-                    r"(female|male)", appeared[0]), appeared[0]
+    assert re.match(
+        r"\d\d:\d\d:\d\d\.\d{3}\s+face_appeared\s+face #1\s+\w+\s+age \d+, "
+        r"(female|male)",
+        appeared[0],
+    ), appeared[0]
     assert any("is online" in line for line in lines), out
     assert any("is offline" in line for line in lines), out
     frames = re.search(r"frames\s+(\d+) processed in [\d.]+ s, ([\d.]+) fps", out)
     assert frames and int(frames[1]) == 72 and float(frames[2]) > 0, out  # every frame
-    events = re.search(r"events\s+(\d+) face_appeared, (\d+) emotion_changed, (\d+) face_lost "
-                       r"\(all (\d+) arrived over MQTT\)", out)
+    events = re.search(
+        r"events\s+(\d+) face_appeared, (\d+) emotion_changed, (\d+) face_lost "
+        r"\(all (\d+) arrived over MQTT\)",
+        out,
+    )
     assert events, out
     assert int(events[1]) >= 1 and int(events[1]) == int(events[3]), out
 
@@ -64,8 +74,14 @@ def test_demo_plays_the_clip_through_mqtt_and_the_display(broker, media, tmp_pat
         _binary("mosquitto")  # skipped where not installed, a failure in CI
     media("single_face.mp4")
     env = demo_env(tmp_path, broker)
-    done = subprocess.run([sys.executable, "-m", "edge_agent.cli", "demo"], env=env,
-                          capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
     both = f"{done.stdout}\n--- stderr ---\n{done.stderr}"
     assert done.returncode == 0, both
     assert f"MQTT broker: {broker} on 127.0.0.1:" in done.stdout, both
@@ -77,9 +93,14 @@ def test_demo_plays_the_clip_through_mqtt_and_the_display(broker, media, tmp_pat
 def test_demo_loop_runs_until_ctrl_c_then_sums_up(media, tmp_path) -> None:
     media("single_face.mp4")
     env = demo_env(tmp_path, "auto")
-    process = subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "demo", "--loop"],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge_agent.cli", "demo", "--loop"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     lines: list[str] = []
 
     def read() -> None:
@@ -116,10 +137,17 @@ def test_demo_loop_runs_until_ctrl_c_then_sums_up(media, tmp_path) -> None:
 def test_a_bad_setting_is_one_line_and_exit_64(tmp_path) -> None:
     env = demo_env(tmp_path, "carrier-pigeon")
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "edge_agent.cli", "demo"], env=env,
-                          capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
     assert done.returncode == 64
     assert done.stderr.strip().splitlines() == [
         "edge-agent: error: EDGE_AGENT_DEMO_BROKER = 'carrier-pigeon': must be auto, "
-        "mosquitto or embedded"]
+        "mosquitto or embedded"
+    ]
     assert time.monotonic() - started < 20

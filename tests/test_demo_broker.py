@@ -40,15 +40,18 @@ def broker() -> Iterator[EmbeddedBroker]:
 class Client:
     """A paho 3.1.1 client that records what it receives."""
 
-    def __init__(self, broker: EmbeddedBroker, *, client_id: str = "",
-                 will: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, broker: EmbeddedBroker, *, client_id: str = "", will: tuple[str, str] | None = None
+    ) -> None:
         self.messages: list[tuple[str, bytes, int, bool]] = []
         self.lock = threading.Lock()
         self.acked = threading.Event()
         self.disconnected = threading.Event()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2,
-                                  client_id=client_id or f"t-{uuid.uuid4().hex[:8]}",
-                                  protocol=paho.MQTTv311)
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"t-{uuid.uuid4().hex[:8]}",
+            protocol=paho.MQTTv311,
+        )
         if will is not None:
             self.client.will_set(will[0], will[1], qos=1, retain=True)
         self.client.on_message = self._on_message
@@ -62,8 +65,9 @@ class Client:
 
     def _on_message(self, _c: Any, _u: Any, message: Any) -> None:
         with self.lock:
-            self.messages.append((message.topic, bytes(message.payload), message.qos,
-                                  bool(message.retain)))
+            self.messages.append(
+                (message.topic, bytes(message.payload), message.qos, bool(message.retain))
+            )
 
     def subscribe(self, *topics: tuple[str, int]) -> Client:
         self.acked.clear()
@@ -71,8 +75,7 @@ class Client:
         assert self.acked.wait(5), "no SUBACK"
         return self
 
-    def publish(self, topic: str, payload: str | bytes, qos: int = 1,
-                retain: bool = False) -> None:
+    def publish(self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False) -> None:
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         info.wait_for_publish(5)  # returns at PUBACK (QoS 1) or PUBCOMP (QoS 2)
         assert info.is_published()
@@ -89,11 +92,22 @@ class Client:
 
 
 def test_topic_matching_follows_the_spec() -> None:
-    cases = [("a/b/c", "a/b/c", True), ("a/+/c", "a/b/c", True), ("a/+/c", "a/b/d", False),
-             ("a/#", "a", True), ("a/#", "a/b/c", True), ("#", "a/b", True),
-             ("+", "a/b", False), ("+/+", "/b", True), ("a/+", "a/", True),
-             ("#", "$SYS/x", False), ("+/x", "$SYS/x", False), ("$SYS/#", "$SYS/x", True),
-             ("a/b", "a/b/c", False), ("a/b/c", "a/b", False)]
+    cases = [
+        ("a/b/c", "a/b/c", True),
+        ("a/+/c", "a/b/c", True),
+        ("a/+/c", "a/b/d", False),
+        ("a/#", "a", True),
+        ("a/#", "a/b/c", True),
+        ("#", "a/b", True),
+        ("+", "a/b", False),
+        ("+/+", "/b", True),
+        ("a/+", "a/", True),
+        ("#", "$SYS/x", False),
+        ("+/x", "$SYS/x", False),
+        ("$SYS/#", "$SYS/x", True),
+        ("a/b", "a/b/c", False),
+        ("a/b/c", "a/b", False),
+    ]
     for topic_filter, topic, expected in cases:
         assert topic_matches(topic_filter, topic) is expected, (topic_filter, topic)
     assert valid_filter("a/+/#") and not valid_filter("a/#/b") and not valid_filter("a+")
@@ -128,23 +142,30 @@ def test_qos_is_the_lower_of_publish_and_subscription(broker: EmbeddedBroker) ->
     pub.publish("q", "exactly once", qos=2)  # PUBREC / PUBREL / PUBCOMP, delivered at QoS 1
     assert [q for _, _, q, _ in low.got(3)] == [0, 0, 0]
     assert [(p, q) for _, p, q, _ in high.got(3)] == [
-        (b"at most once", 0), (b"at least once", 1), (b"exactly once", 1)]
+        (b"at most once", 0),
+        (b"at least once", 1),
+        (b"exactly once", 1),
+    ]
     for client in (low, high, pub):
         client.stop()
 
 
-def test_retained_messages_go_to_new_subscribers_and_can_be_cleared(
-        broker: EmbeddedBroker) -> None:
+def test_retained_messages_go_to_new_subscribers_and_can_be_cleared(broker: EmbeddedBroker) -> None:
     pub = Client(broker)
     live = Client(broker).subscribe(("r/#", 1))
     pub.publish("r/1", "first", retain=True)
     pub.publish("r/1", "second", retain=True)
     pub.publish("r/2", "two", retain=True)
     assert [(p, r) for _, p, _, r in live.got(3)] == [
-        (b"first", False), (b"second", False), (b"two", False)]  # live delivery: no flag
+        (b"first", False),
+        (b"second", False),
+        (b"two", False),
+    ]  # live delivery: no flag
     late = Client(broker).subscribe(("r/+", 1))
     assert sorted((t, p, r) for t, p, _, r in late.got(2)) == [
-        ("r/1", b"second", True), ("r/2", b"two", True)]
+        ("r/1", b"second", True),
+        ("r/2", b"two", True),
+    ]
     pub.publish("r/1", b"", retain=True)  # clears r/1
     latest = Client(broker).subscribe(("r/#", 1))
     assert [(t, p) for t, p, _, _ in latest.got(1)] == [("r/2", b"two")]
@@ -152,9 +173,15 @@ def test_retained_messages_go_to_new_subscribers_and_can_be_cleared(
         client.stop()
 
 
-def _raw_connect(broker: EmbeddedBroker, client_id: str, *, keepalive: int = 10,
-                 level: int = 4, flags: int = 0x02, will: tuple[str, bytes] | None = None
-                 ) -> tuple[socket.socket, bytes]:
+def _raw_connect(
+    broker: EmbeddedBroker,
+    client_id: str,
+    *,
+    keepalive: int = 10,
+    level: int = 4,
+    flags: int = 0x02,
+    will: tuple[str, bytes] | None = None,
+) -> tuple[socket.socket, bytes]:
     body = _string("MQTT") + bytes([level])
     payload = _string(client_id)
     if will is not None:
@@ -189,8 +216,13 @@ def test_connect_refusals_ping_and_subscribe_on_the_wire(broker: EmbeddedBroker)
     assert connack == bytes([CONNACK << 4, 2, 0, 0])
     sock.sendall(packet(PINGREQ, 0, b""))
     assert _recv_packet(sock) == bytes([PINGRESP << 4, 0])
-    sock.sendall(packet(SUBSCRIBE, 2, (7).to_bytes(2, "big") + _string("a/#/b") + b"\x01"
-                        + _string("ok/+") + b"\x01"))
+    sock.sendall(
+        packet(
+            SUBSCRIBE,
+            2,
+            (7).to_bytes(2, "big") + _string("a/#/b") + b"\x01" + _string("ok/+") + b"\x01",
+        )
+    )
     assert _recv_packet(sock) == bytes([SUBACK << 4, 4, 0, 7, 0x80, 1])  # bad filter: 0x80
     sock.close()
 
@@ -205,7 +237,9 @@ def test_last_will_on_a_lost_connection_not_on_disconnect(broker: EmbeddedBroker
     sock.close()  # gone without DISCONNECT
     received = watcher.got(2)
     assert [(t, p) for t, p, _, _ in received] == [
-        ("dev/polite/availability", b"online"), ("dev/rude/availability", b"offline")]
+        ("dev/polite/availability", b"online"),
+        ("dev/rude/availability", b"offline"),
+    ]
     late = Client(broker).subscribe(("dev/rude/availability", 1))
     assert [(p, r) for _, p, _, r in late.got(1)] == [(b"offline", True)]  # the will retained
     watcher.stop()
@@ -240,11 +274,16 @@ def test_the_daemon_publisher_delivers_through_it(broker: EmbeddedBroker, tmp_pa
             publisher.publish_frame(result, time.time())  # type: ignore[arg-type]
         assert collector.wait(lambda c: len(set(c.seqs())) >= 16, 10)
         publisher.stop(flush_timeout_s=5)
-        assert collector.wait(lambda c: any(
-            m.payload == b"offline" for m in c.snapshot("/availability")), 5)
+        assert collector.wait(
+            lambda c: any(m.payload == b"offline" for m in c.snapshot("/availability")), 5
+        )
         assert first_occurrences(collector.seqs()) == list(range(1, 17))
         assert [e["type"] for e in collector.events()[:4]] == [
-            "face_appeared", "emotion_changed", "emotion_changed", "face_lost"]
+            "face_appeared",
+            "emotion_changed",
+            "emotion_changed",
+            "face_lost",
+        ]
         assert collector.snapshot("/availability")[0].payload == b"online"
         assert collector.snapshot("/state")
 

@@ -25,8 +25,7 @@ from edge_agent.errors import ConfigError
 from edge_agent.types import FaceResult
 
 # A wall-clock time whose pixel shift is (0, 0).
-WALL = 1_700_000_000 // (SHIFT_PERIOD_S * len(SHIFT_OFFSETS)) * SHIFT_PERIOD_S * len(
-    SHIFT_OFFSETS)
+WALL = 1_700_000_000 // (SHIFT_PERIOD_S * len(SHIFT_OFFSETS)) * SHIFT_PERIOD_S * len(SHIFT_OFFSETS)
 FACE_BOX = (190.0, 150.0, 205.0, 220.0)  # the face in single_face.jpg
 
 
@@ -37,14 +36,27 @@ def frame() -> np.ndarray:
     return image
 
 
-def face(emotion: str | None = "happy", box: tuple[float, float, float, float] = FACE_BOX,
-         age: float | None = 28.0, gender: str | None = "male", track: int = 1) -> FaceResult:
+def face(
+    emotion: str | None = "happy",
+    box: tuple[float, float, float, float] = FACE_BOX,
+    age: float | None = 28.0,
+    gender: str | None = "male",
+    track: int = 1,
+) -> FaceResult:
     return FaceResult(track, box, 0.97, emotion, None, age, gender, 0.9)
 
 
 def state(faces: list[FaceResult] | None = None, **changes: object) -> DisplayState:
-    base = DisplayState(faces=faces or [], frame=None, fps=14.8, broker="connected",
-                        camera="ok", faults=[], ip="192.168.1.23", wall=WALL)
+    base = DisplayState(
+        faces=faces or [],
+        frame=None,
+        fps=14.8,
+        broker="connected",
+        camera="ok",
+        faults=[],
+        ip="192.168.1.23",
+        wall=WALL,
+    )
     return replace(base, **changes)
 
 
@@ -103,15 +115,20 @@ def test_each_emotion_has_its_own_icon(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("size", [(128, 64), (128, 32), (240, 240), (320, 240), (96, 96)])
 @pytest.mark.parametrize("colour", [False, True])
-def test_text_stays_inside_the_panel(tmp_path: Path, frame: np.ndarray,
-                                     size: tuple[int, int], colour: bool) -> None:
+def test_text_stays_inside_the_panel(
+    tmp_path: Path, frame: np.ndarray, size: tuple[int, int], colour: bool
+) -> None:
     display = panel(tmp_path, width=size[0], height=size[1], color=colour)
     long = "auth failed: not authorised"
     states = [
         state([face("surprise", age=100.0, gender="female")], frame=frame),
         state([face("surprise", gender="female"), face(track=2)] * 6, broker=long, frame=frame),
-        state([], broker=long, camera="lost",
-              faults=["model error: emotion_mini_xception.tflite does not match its sha256"]),
+        state(
+            [],
+            broker=long,
+            camera="lost",
+            faults=["model error: emotion_mini_xception.tflite does not match its sha256"],
+        ),
         state([], broker="connecting", ip="fe80::1ff:fe23:4567:890a", fps=123.4, frame=frame),
         state([], camera="starting", ip=None),
     ]
@@ -126,16 +143,17 @@ def test_text_stays_inside_the_panel(tmp_path: Path, frame: np.ndarray,
 
 def test_long_emotion_word_is_shown_whole_on_the_small_oled(tmp_path: Path) -> None:
     display = panel(tmp_path)
-    display.render(state([face("surprise", gender="female")],
-                         broker="auth failed: not authorised"))
+    display.render(state([face("surprise", gender="female")], broker="auth failed: not authorised"))
     texts = [text for text, _ in display.texts]
     assert "surprise" in texts and "female 28" in texts
 
 
 def test_mono_panel_shows_no_thumbnail(tmp_path: Path, frame: np.ndarray) -> None:
     display = panel(tmp_path)
-    assert pixels(display.render(state([face()], frame=frame))).tobytes() == pixels(
-        display.render(state([face()]))).tobytes()
+    assert (
+        pixels(display.render(state([face()], frame=frame))).tobytes()
+        == pixels(display.render(state([face()]))).tobytes()
+    )
 
 
 def test_colour_panel_shows_the_frame_with_boxes(tmp_path: Path, frame: np.ndarray) -> None:
@@ -150,11 +168,14 @@ def test_colour_panel_shows_the_frame_with_boxes(tmp_path: Path, frame: np.ndarr
     assert box_colour[135:].sum() > 100  # the icon and word below it
     # The thumbnail is the sample photo itself: its centre matches the scaled frame.
     scale = min(232 / frame.shape[1], round(232 * 0.58) / frame.shape[0])
-    small = cv2.resize(frame, (round(frame.shape[1] * scale), round(frame.shape[0] * scale)),
-                       interpolation=cv2.INTER_AREA)[..., ::-1]
+    small = cv2.resize(
+        frame,
+        (round(frame.shape[1] * scale), round(frame.shape[0] * scale)),
+        interpolation=cv2.INTER_AREA,
+    )[..., ::-1]
     top = 4 + (round(232 * 0.58) - small.shape[0]) // 2
     left = 4 + (232 - small.shape[1]) // 2
-    patch = rgb[top + 100:top + 120, left + 20:left + 40].astype(int)
+    patch = rgb[top + 100 : top + 120, left + 20 : left + 40].astype(int)
     assert np.abs(patch - small[100:120, 20:40].astype(int)).max() <= 2
 
 
@@ -183,8 +204,12 @@ def test_fault_screen_is_plain_and_different(tmp_path: Path) -> None:
 
 def test_too_many_faults_take_turns(tmp_path: Path) -> None:
     display = panel(tmp_path)
-    shown = state([], camera="lost", broker="auth failed: not authorised",
-                  faults=["model error: emotion_mini_xception.tflite does not match"])
+    shown = state(
+        [],
+        camera="lost",
+        broker="auth failed: not authorised",
+        faults=["model error: emotion_mini_xception.tflite does not match"],
+    )
     titles = set()
     for second in range(0, 12, 4):
         display.render(replace(shown, wall=WALL + second))
@@ -239,14 +264,18 @@ def test_pixel_shift_moves_the_whole_picture(tmp_path: Path) -> None:
     assert not np.array_equal(here, moved)
     assert np.array_equal(moved[:, 1:], here[:, :-1])
     still = panel(tmp_path, shift=False)
-    assert np.array_equal(pixels(still.render(state([face()], wall=WALL + SHIFT_PERIOD_S))),
-                          here)
+    assert np.array_equal(pixels(still.render(state([face()], wall=WALL + SHIFT_PERIOD_S))), here)
 
 
 def test_dims_after_idle_time(tmp_path: Path) -> None:
     display = panel(tmp_path, dim_after_s=10.0, contrast=200)
-    for offset, faces, expected in [(0, [face()], 200), (5, [], 200), (11, [], 20),
-                                    (12, [face()], 200), (30, [], 20)]:
+    for offset, faces, expected in [
+        (0, [face()], 200),
+        (5, [], 200),
+        (11, [], 20),
+        (12, [face()], 200),
+        (30, [], 20),
+    ]:
         display.update(state(faces, wall=WALL + offset))
         display.tick()
         assert display.contrast == expected, offset
@@ -266,8 +295,7 @@ def test_png_kind_writes_the_panel_image(tmp_path: Path, frame: np.ndarray) -> N
         assert not display.tick()  # unchanged: not sent again
         written = Image.open(tmp_path / "panel.png")
         assert written.size == display.size and written.mode == mode
-        assert np.array_equal(pixels(written), pixels(display.render(state([face()],
-                                                                           frame=frame))))
+        assert np.array_equal(pixels(written), pixels(display.render(state([face()], frame=frame))))
 
 
 def test_rotated_png_is_panel_sized(tmp_path: Path) -> None:
@@ -327,14 +355,16 @@ class FakeSMBus:
         pass
 
 
-def test_ssd1306_receives_the_rendered_image(tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ssd1306_receives_the_rendered_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import smbus2
 
     FakeSMBus.opened.clear()
     monkeypatch.setattr(smbus2, "SMBus", FakeSMBus)
-    display = open_display(DisplayConfig(kind="ssd1306", bus=3, contrast=180,
-                                         night_off="23:00-07:00"))
+    display = open_display(
+        DisplayConfig(kind="ssd1306", bus=3, contrast=180, night_off="23:00-07:00")
+    )
     assert display is not None
     (bus,) = FakeSMBus.opened
     assert bus.port == 3 and [0x81, 180] in bus.commands
@@ -382,7 +412,8 @@ def test_missing_framebuffer_is_a_clear_error() -> None:
 
 
 def test_a_panel_that_stops_answering_does_not_stop_the_thread(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     display = panel(tmp_path, fps=50.0)
     real = display.device.display
     calls = []

@@ -18,10 +18,17 @@ UNIT = REPO / "systemd" / "edge-agent.service"
 MAX_EXPOSURE = 2.0  # `systemd-analyze security` scored 1.5 when this was written
 
 
-def install(*args: str, env: dict[str, str] | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})}, check=False)
+def install(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
 
 
 def unit_settings(text: str) -> dict[str, list[str]]:
@@ -34,6 +41,7 @@ def unit_settings(text: str) -> dict[str, list[str]]:
 
 
 # -- the unit file ---------------------------------------------------------------------------
+
 
 def test_unit_declares_the_contract():
     unit = unit_settings(UNIT.read_text())
@@ -50,8 +58,14 @@ def test_unit_declares_the_contract():
         assert unit[key] == ["strict" if key == "ProtectSystem" else "yes"]
     assert unit["DevicePolicy"] == ["closed"]
     allowed = " ".join(unit["DeviceAllow"])
-    for device in ("char-video4linux", "char-i2c", "char-spi", "char-gpiochip", "char-apex",
-                   "char-usb_device"):
+    for device in (
+        "char-video4linux",
+        "char-i2c",
+        "char-spi",
+        "char-gpiochip",
+        "char-apex",
+        "char-usb_device",
+    ):
         assert device in allowed
     assert "video" in unit["SupplementaryGroups"][0]
 
@@ -67,16 +81,25 @@ def runnable_unit(tmp_path):
 
 
 def test_systemd_analyze_verify_is_clean(runnable_unit):
-    result = subprocess.run(["systemd-analyze", "verify", str(runnable_unit)],
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(runnable_unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "" and result.stdout.strip() == ""
 
 
 def test_systemd_analyze_security_exposure_stays_low(runnable_unit):
-    result = subprocess.run(["systemd-analyze", "security", "--offline=yes",
-                             str(runnable_unit)], capture_output=True, text=True,
-                            timeout=60, check=False)
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", str(runnable_unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
     assert match, result.stdout + result.stderr
     assert float(match[1]) <= MAX_EXPOSURE, result.stdout
@@ -84,13 +107,15 @@ def test_systemd_analyze_security_exposure_stays_low(runnable_unit):
 
 # -- the script --------------------------------------------------------------------------------
 
+
 def test_shellcheck_clean():
     """Every shell script of the project, not only the installer."""
     need("shellcheck")
     scripts = [*sorted((REPO / "scripts").glob("*.sh")), REPO / ".ci" / "run"]
     assert SCRIPT in scripts and len(scripts) >= 5
-    result = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True,
-                            text=True, timeout=60, check=False)
+    result = subprocess.run(
+        ["shellcheck", *map(str, scripts)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0, result.stdout
 
 
@@ -116,7 +141,8 @@ def test_dry_run_prints_every_step_and_changes_nothing(tmp_path):
     assert gone.returncode == 0
     assert "systemctl disable --now edge-agent.service" in gone.stdout
     assert "rm -rf /opt/edge-agent" in gone.stdout and "/etc/edge-agent" not in re.sub(
-        r"keeping .*|kept: .*", "", gone.stdout)
+        r"keeping .*|kept: .*", "", gone.stdout
+    )
 
 
 def test_unknown_option_fails():
@@ -150,26 +176,41 @@ def test_install_into_a_root_then_uninstall(target_root):
     assert "include-system-site-packages = true" in (venv / "pyvenv.cfg").read_text()
     config = target_root / "etc/edge-agent/config.toml"
     assert config.read_text() == (REPO / "config/edge-agent.toml").read_text()
-    checked = subprocess.run([str(venv / "bin/edge-agent"), "config", "check", str(config)],
-                             capture_output=True, text=True, timeout=60, check=False)
+    checked = subprocess.run(
+        [str(venv / "bin/edge-agent"), "config", "check", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert checked.returncode == 0, checked.stderr
     unit = target_root / "etc/systemd/system/edge-agent.service"
     assert unit.read_text() == UNIT.read_text()
-    assert (target_root / "etc/systemd/system/multi-user.target.wants/edge-agent.service"
-            ).is_symlink()
+    assert (
+        target_root / "etc/systemd/system/multi-user.target.wants/edge-agent.service"
+    ).is_symlink()
     dropin = configparser.ConfigParser()
     dropin.read(target_root / "etc/systemd/system/edge-agent.service.d/10-groups.conf")
     assert dropin["Service"]["SupplementaryGroups"] == "i2c plugdev"
     passwd = (target_root / "etc/passwd").read_text()
-    assert re.search(r"^edge-agent:x:\d+:\d+:.*:/var/lib/edge-agent:/usr/sbin/nologin$",
-                     passwd, re.M)
+    assert re.search(
+        r"^edge-agent:x:\d+:\d+:.*:/var/lib/edge-agent:/usr/sbin/nologin$", passwd, re.M
+    )
     groups = (target_root / "etc/group").read_text()
     for group in ("video", "i2c", "plugdev"):
         assert re.search(rf"^{group}:x:\d+:edge-agent$", groups, re.M)
-    models = subprocess.run([str(venv / "bin/python"), "-c",
-                             "import edge_agent.vision.manifest as m; print(m.DEFAULT_MODELS_DIR)"],
-                            capture_output=True, text=True, timeout=60, check=False,
-                            cwd=target_root)  # not the checkout: the installed copy
+    models = subprocess.run(
+        [
+            str(venv / "bin/python"),
+            "-c",
+            "import edge_agent.vision.manifest as m; print(m.DEFAULT_MODELS_DIR)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=target_root,
+    )  # not the checkout: the installed copy
     assert models.stdout.strip() == str(target_root / "opt/edge-agent/app/models")
 
     # An edited config survives a reinstall and an uninstall; state survives the uninstall.
@@ -186,8 +227,9 @@ def test_install_into_a_root_then_uninstall(target_root):
     assert not (target_root / "opt/edge-agent").exists()
     assert not unit.exists()
     assert not (target_root / "etc/systemd/system/edge-agent.service.d").exists()
-    assert not (target_root / "etc/systemd/system/multi-user.target.wants/edge-agent.service"
-                ).exists()
+    assert not (
+        target_root / "etc/systemd/system/multi-user.target.wants/edge-agent.service"
+    ).exists()
     assert "edge-agent:" not in (target_root / "etc/passwd").read_text()
     assert config.read_text() == 'device_id = "porch"\n'
     assert (state / "outbox.sqlite3").read_bytes() == b"events"

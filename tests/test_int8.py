@@ -20,8 +20,9 @@ def load(name: str, variant: str) -> TfliteModel:
 
 
 def classifier(variant: str) -> FaceClassifier:
-    return FaceClassifier(load("emotion_mini_xception", variant), load("age_v1", variant),
-                          load("gender_v1", variant))
+    return FaceClassifier(
+        load("emotion_mini_xception", variant), load("age_v1", variant), load("gender_v1", variant)
+    )
 
 
 @pytest.fixture(scope="module")

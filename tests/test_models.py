@@ -13,8 +13,13 @@ from edge_agent.errors import ModelError
 from edge_agent.vision.manifest import DEFAULT_MODELS_DIR, ModelFile, load_manifest, resolve
 from edge_agent.vision.runtime import AcceleratorChoice, TfliteModel, file_for
 
-MODELS = ("blazeface_short_range", "blazeface_full_range", "emotion_mini_xception", "age_v1",
-          "gender_v1")
+MODELS = (
+    "blazeface_short_range",
+    "blazeface_full_range",
+    "emotion_mini_xception",
+    "age_v1",
+    "gender_v1",
+)
 
 
 def test_every_shipped_model_verifies_and_loads() -> None:

@@ -32,15 +32,21 @@ from edge_agent.types import EMOTIONS
 
 DEVICE = "test-device"
 BASE = f"edge-agent/{DEVICE}"
-STATS = {"fps": 14.5, "latency_ms": {"p50": 41.0, "p95": 60.2, "p99": 75.9},
-         "frames_dropped": 3, "accelerator": "cpu", "cpu_temp_c": None}
+STATS = {
+    "fps": 14.5,
+    "latency_ms": {"p50": 41.0, "p95": 60.2, "p99": 75.9},
+    "frames_dropped": 3,
+    "accelerator": "cpu",
+    "cpu_temp_c": None,
+}
 
 
 def schema_for(topic: str) -> str | None:
     if topic.startswith("homeassistant/"):
         return "discovery" if topic.endswith("/config") else None
-    return {"availability": "availability", "state": "state", "events": "event",
-            "stats": "stats"}[topic.rsplit("/", 1)[1]]
+    return {"availability": "availability", "state": "state", "events": "event", "stats": "stats"}[
+        topic.rsplit("/", 1)[1]
+    ]
 
 
 def validate_all(messages) -> dict[str, int]:  # type: ignore[no-untyped-def]
@@ -50,10 +56,14 @@ def validate_all(messages) -> dict[str, int]:  # type: ignore[no-untyped-def]
         name = schema_for(message.topic)
         if name is None:
             continue
-        instance = (message.payload.decode() if name == "availability"
-                    else json.loads(message.payload))
-        jsonschema.validate(instance, load_schema(name),
-                            format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+        instance = (
+            message.payload.decode() if name == "availability" else json.loads(message.payload)
+        )
+        jsonschema.validate(
+            instance,
+            load_schema(name),
+            format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+        )
         seen[name] = seen.get(name, 0) + 1
     return seen
 
@@ -69,9 +79,11 @@ def test_schemas_are_valid_2020_12_and_agree_with_the_labels():
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_every_message_validates_and_events_tell_the_scene(
-        mosquitto: Mosquitto, tmp_path: Path, protocol: str):
-    config = publisher_config(mosquitto.host, mosquitto.port, tmp_path, protocol=protocol,
-                              state_interval_s=0.0)
+    mosquitto: Mosquitto, tmp_path: Path, protocol: str
+):
+    config = publisher_config(
+        mosquitto.host, mosquitto.port, tmp_path, protocol=protocol, state_interval_s=0.0
+    )
     with Collector(mosquitto) as collector:
         publisher = MqttPublisher(config, accelerator="cpu")
         publisher.start()
@@ -83,27 +95,48 @@ def test_every_message_validates_and_events_tell_the_scene(
             for event in result.events:  # type: ignore[attr-defined]
                 # The retained state follows every event (latest wins; wait for it here).
                 want = (0, None) if event.type == "face_lost" else (1, event.face.emotion)
-                assert collector.wait(lambda c, want=want: c.snapshot("/state") and (
-                    c.snapshot("/state")[-1].json()["face_count"],
-                    c.snapshot("/state")[-1].json()["dominant_emotion"]) == want, 5), want
+                assert collector.wait(
+                    lambda c, want=want: (
+                        c.snapshot("/state")
+                        and (
+                            c.snapshot("/state")[-1].json()["face_count"],
+                            c.snapshot("/state")[-1].json()["dominant_emotion"],
+                        )
+                        == want
+                    ),
+                    5,
+                ), want
         publisher.publish_stats(STATS)
         assert collector.wait(lambda c: len(c.seqs()) == 16 and c.snapshot("/stats"), 5)
         # Home Assistant restarted: it says `online`, and gets the four configs again.
         collector.client.publish("homeassistant/status", "online", qos=1)
         assert collector.wait(lambda c: len(c.snapshot("/config")) == 8, 5)
         publisher.stop()
-        assert collector.wait(lambda c: c.snapshot("/availability")[-1:] and
-                              c.snapshot("/availability")[-1].payload == b"offline", 5)
+        assert collector.wait(
+            lambda c: (
+                c.snapshot("/availability")[-1:]
+                and c.snapshot("/availability")[-1].payload == b"offline"
+            ),
+            5,
+        )
     counts = validate_all(collector.messages)
     assert counts["event"] == 16 and counts["discovery"] == 8 and counts["stats"] == 1
     assert counts["state"] >= 2
 
     events = collector.events()
     assert [e["seq"] for e in events] == list(range(1, 17))
-    assert [e["type"] for e in events[:4]] == ["face_appeared", "emotion_changed",
-                                               "emotion_changed", "face_lost"]
+    assert [e["type"] for e in events[:4]] == [
+        "face_appeared",
+        "emotion_changed",
+        "emotion_changed",
+        "face_lost",
+    ]
     assert [(e["previous_emotion"], e["emotion"]) for e in events[:4]] == [
-        (None, "happy"), ("happy", "sad"), ("sad", "angry"), (None, "angry")]
+        (None, "happy"),
+        ("happy", "sad"),
+        ("sad", "angry"),
+        (None, "angry"),
+    ]
     assert [e["track"] for e in events[::4]] == [1, 2, 3, 4]
     assert events[3]["duration_s"] == pytest.approx(0.5)  # seen from t=0.0 to 0.5
     assert events[0]["gender"] == "male" and events[0]["age"] == pytest.approx(31.0, abs=1)
@@ -125,9 +158,11 @@ def test_every_message_validates_and_events_tell_the_scene(
 
 
 def test_retained_availability_state_stats_and_discovery_greet_a_late_subscriber(
-        mosquitto: Mosquitto, tmp_path: Path):
-    publisher = MqttPublisher(publisher_config(mosquitto.host, mosquitto.port, tmp_path,
-                                               state_interval_s=0.0))
+    mosquitto: Mosquitto, tmp_path: Path
+):
+    publisher = MqttPublisher(
+        publisher_config(mosquitto.host, mosquitto.port, tmp_path, state_interval_s=0.0)
+    )
     publisher.start()
     for result in scene(4):
         publisher.publish_frame(result, time.time())  # type: ignore[arg-type]
@@ -144,8 +179,11 @@ def test_retained_availability_state_stats_and_discovery_greet_a_late_subscriber
         assert retained[f"{BASE}/stats"].json()["fps"] == 14.5
         configs = [m.json() for t, m in retained.items() if t.startswith("homeassistant/")]
         assert sorted(c["unique_id"] for c in configs) == [
-            "edge_agent_test-device_dominant_emotion", "edge_agent_test-device_face_count",
-            "edge_agent_test-device_face_present", "edge_agent_test-device_fps"]
+            "edge_agent_test-device_dominant_emotion",
+            "edge_agent_test-device_face_count",
+            "edge_agent_test-device_face_present",
+            "edge_agent_test-device_fps",
+        ]
         assert f"{BASE}/events" not in retained
         validate_all(late.messages)
     publisher.stop()
@@ -156,19 +194,25 @@ def test_retained_availability_state_stats_and_discovery_greet_a_late_subscriber
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_wrong_password_is_reported_retried_and_never_logged(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
-        protocol: str):
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, protocol: str
+):
     users = password_file(tmp_path / "passwd", "agent", "right-secret")
     with Mosquitto(tmp_path / "broker", anonymous=False, password_file=users) as broker:
         (tmp_path / "pw").write_text("wrong-secret\n")
-        config = publisher_config(broker.host, broker.port, tmp_path / "state",
-                                  protocol=protocol, username="agent",
-                                  password_file=str(tmp_path / "pw"))
+        config = publisher_config(
+            broker.host,
+            broker.port,
+            tmp_path / "state",
+            protocol=protocol,
+            username="agent",
+            password_file=str(tmp_path / "pw"),
+        )
         publisher = MqttPublisher(config)
         ok, message = publisher.check(timeout_s=3)
         assert not ok and "auth failed" in message and "127.0.0.1" in message
-        anonymous = MqttPublisher(publisher_config(broker.host, broker.port, tmp_path / "anon",
-                                                   protocol=protocol))
+        anonymous = MqttPublisher(
+            publisher_config(broker.host, broker.port, tmp_path / "anon", protocol=protocol)
+        )
         assert anonymous.check(timeout_s=3)[1].endswith("(mqtt.username is empty)")
         publisher.start()
         assert wait_until(lambda: publisher.status.startswith("auth failed"), 5)
@@ -185,8 +229,10 @@ def test_wrong_password_is_reported_retried_and_never_logged(
         config.mqtt.password_file = ""
         with authed_collector(broker) as collector:
             again = MqttPublisher(config)
-            assert again.check(timeout_s=3) == (True, f"connected to {broker.host}:"
-                                                f"{broker.port} (MQTT {protocol}, user agent)")
+            assert again.check(timeout_s=3) == (
+                True,
+                f"connected to {broker.host}:{broker.port} (MQTT {protocol}, user agent)",
+            )
             again.start()
             assert collector.wait(lambda c: c.seqs() == [1, 2, 3, 4], 5)
             again.stop()
@@ -203,9 +249,14 @@ def authed_collector(broker: Mosquitto) -> Collector:
 def test_tls_with_a_client_certificate(tmp_path: Path):
     files = tls_files(tmp_path / "pki")
     with Mosquitto(tmp_path / "broker", tls=files) as broker:
-        config = publisher_config(broker.host, broker.port, tmp_path / "state",
-                                  tls_ca=str(files["ca"]), tls_cert=str(files["client_cert"]),
-                                  tls_key=str(files["client_key"]))
+        config = publisher_config(
+            broker.host,
+            broker.port,
+            tmp_path / "state",
+            tls_ca=str(files["ca"]),
+            tls_cert=str(files["client_cert"]),
+            tls_key=str(files["client_key"]),
+        )
         with Collector(broker, ("edge-agent/#",), tls=files) as collector:
             publisher = MqttPublisher(config)
             ok, message = publisher.check(timeout_s=3)
@@ -222,7 +273,8 @@ def test_tls_with_a_client_certificate(tmp_path: Path):
         ok, message = MqttPublisher(config).check(timeout_s=3)
         # (TLS 1.3: the broker's "certificate required" alert, or just the closed socket.)
         assert not ok and message.startswith(
-            f"MQTT broker {broker.host}:{broker.port} closed the connection ("), message
+            f"MQTT broker {broker.host}:{broker.port} closed the connection ("
+        ), message
         assert "\n" not in message
         # A CA that did not sign the server: not trusted.
         other = tls_files(tmp_path / "other-pki")
@@ -283,7 +335,8 @@ def test_publish_frame_never_waits_on_a_broker_that_does_not_answer(tmp_path: Pa
         took.sort()
         assert took[-1] < 0.5 and took[len(took) // 2] < 0.02, (
             f"publish_frame: median {took[len(took) // 2] * 1e3:.1f} ms, "
-            f"max {took[-1] * 1e3:.1f} ms")
+            f"max {took[-1] * 1e3:.1f} ms"
+        )
         start = time.monotonic()
         publisher.stop(flush_timeout_s=0.5)
         publisher.stop()
@@ -327,7 +380,8 @@ def test_publish_frame_before_start_is_a_programming_error(tmp_path: Path):
 
 
 def test_password_is_taken_from_the_environment_without_a_file(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     monkeypatch.setenv(PASSWORD_ENV, "from-env")
     publisher = MqttPublisher(publisher_config("127.0.0.1", 1883, tmp_path, username="u"))
     assert publisher.connection.password == "from-env"
@@ -366,6 +420,7 @@ def test_a_reloaded_stats_period_reaches_home_assistant(mosquitto: Mosquitto, tm
     with Collector(mosquitto) as collector:
         publisher = MqttPublisher(config, accelerator="cpu")
         publisher.start()
+
         def fps_config(c: Collector) -> list[dict]:
             return [m.json() for m in c.snapshot("/config") if m.topic.endswith("/fps/config")]
 

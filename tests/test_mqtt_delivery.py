@@ -25,28 +25,31 @@ from edge_agent.publish import MqttPublisher
 AVAILABILITY = "edge-agent/test-device/availability"
 
 
-def test_last_will_says_offline_when_the_publisher_is_killed(mosquitto: Mosquitto,
-                                                             tmp_path: Path):
+def test_last_will_says_offline_when_the_publisher_is_killed(mosquitto: Mosquitto, tmp_path: Path):
     with Collector(mosquitto, (AVAILABILITY,)) as collector:
         child = PublisherProcess(mosquitto.host, mosquitto.port, tmp_path, frames=10)
         try:
-            assert collector.wait(lambda c: [m.payload for m in c.messages] == [b"online"],
-                                  10), child.stderr()
+            assert collector.wait(lambda c: [m.payload for m in c.messages] == [b"online"], 10), (
+                child.stderr()
+            )
         finally:
             child.kill()
-        assert collector.wait(lambda c: [m.payload for m in c.messages] == [b"online",
-                                                                            b"offline"], 5)
+        assert collector.wait(
+            lambda c: [m.payload for m in c.messages] == [b"online", b"offline"], 5
+        )
     with Collector(mosquitto, (AVAILABILITY,)) as late:  # and it stays retained
         assert late.wait(lambda c: c.messages, 5)
         assert late.messages[0].payload == b"offline" and late.messages[0].retain
 
 
 def test_broker_down_for_seconds_mid_stream_then_every_seq_arrives_in_order(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
     caplog.set_level(logging.INFO, logger="edge_agent.mqtt")
     broker = Mosquitto(tmp_path / "broker", persistence=True).start()
-    collector = Collector(broker, ("edge-agent/+/events",), client_id="dashboard",
-                          persistent=True).start()
+    collector = Collector(
+        broker, ("edge-agent/+/events",), client_id="dashboard", persistent=True
+    ).start()
     publisher = MqttPublisher(publisher_config(broker.host, broker.port, tmp_path / "state"))
     publisher.start()
     feeding = threading.Event()
@@ -79,8 +82,9 @@ def test_broker_down_for_seconds_mid_stream_then_every_seq_arrives_in_order(
         feeding.clear()
         feeder.join(5)
         total = publisher.last_seq
-        assert collector.wait(lambda c: set(c.seqs()) >= set(range(1, total + 1)), 10), (
-            sorted(set(range(1, total + 1)) - set(collector.seqs())))
+        assert collector.wait(lambda c: set(c.seqs()) >= set(range(1, total + 1)), 10), sorted(
+            set(range(1, total + 1)) - set(collector.seqs())
+        )
         assert first_occurrences(collector.seqs()) == list(range(1, total + 1))
         assert wait_until(lambda: publisher.outbox_depth == 0, 5)
         # Down for 3 s: a publish_frame that waited on the network would take seconds.
@@ -96,15 +100,15 @@ def test_broker_down_for_seconds_mid_stream_then_every_seq_arrives_in_order(
 
 def test_publisher_killed_mid_stream_and_restarted_sends_every_seq(tmp_path: Path):
     broker = Mosquitto(tmp_path / "broker", persistence=True).start()
-    collector = Collector(broker, ("edge-agent/+/events",), client_id="dashboard",
-                          persistent=True).start()
+    collector = Collector(
+        broker, ("edge-agent/+/events",), client_id="dashboard", persistent=True
+    ).start()
     state = tmp_path / "state"
     first = second = None
     try:
         # 1. Streaming while connected.
         first = PublisherProcess(broker.host, broker.port, state, frames=400, interval=0.02)
-        assert collector.wait(lambda c: len(c.seqs()) >= 2 * EVENTS_PER_CYCLE, 10), (
-            first.stderr())
+        assert collector.wait(lambda c: len(c.seqs()) >= 2 * EVENTS_PER_CYCLE, 10), first.stderr()
         # 2. The broker goes away; the publisher keeps storing events, then is SIGKILLed.
         broker.stop()
         delivered = max(collector.seqs())
@@ -118,8 +122,9 @@ def test_publisher_killed_mid_stream_and_restarted_sends_every_seq(tmp_path: Pat
         assert second.wait_line("done", 15), second.stderr()
         total = second.last_seq
         assert total == stored + 2 * EVENTS_PER_CYCLE  # seq continued, nothing reused
-        assert collector.wait(lambda c: set(c.seqs()) >= set(range(1, total + 1)), 10), (
-            sorted(set(range(1, total + 1)) - set(collector.seqs())))
+        assert collector.wait(lambda c: set(c.seqs()) >= set(range(1, total + 1)), 10), sorted(
+            set(range(1, total + 1)) - set(collector.seqs())
+        )
         assert first_occurrences(collector.seqs()) == list(range(1, total + 1))
         assert stored > delivered  # some came from the dead process's outbox only
     finally:
@@ -141,13 +146,20 @@ def test_stop_sends_the_backlog_before_saying_offline(tmp_path: Path):
     for result in scene(1000):  # 400 events while no broker listens
         offline.publish_frame(result, time.time())  # type: ignore[arg-type]
     offline.stop(flush_timeout_s=0)
-    with Mosquitto(tmp_path / "broker", port=port) as broker, \
-            Collector(broker, ("edge-agent/+/events", AVAILABILITY)) as collector:
+    with (
+        Mosquitto(tmp_path / "broker", port=port) as broker,
+        Collector(broker, ("edge-agent/+/events", AVAILABILITY)) as collector,
+    ):
         publisher = MqttPublisher(config)
         publisher.start()
         publisher.stop(flush_timeout_s=10)  # at once: the backlog is still on disk
-        assert collector.wait(lambda c: c.snapshot("/availability")[-1:] != [] and
-                              c.snapshot("/availability")[-1].payload == b"offline", 5)
+        assert collector.wait(
+            lambda c: (
+                c.snapshot("/availability")[-1:] != []
+                and c.snapshot("/availability")[-1].payload == b"offline"
+            ),
+            5,
+        )
         order = [m.topic.rsplit("/", 1)[1] for m in collector.snapshot()]
         assert order[-1] == "availability" and order.count("events") >= 400
         assert first_occurrences(collector.seqs()) == list(range(1, 401))

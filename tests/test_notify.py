@@ -46,8 +46,11 @@ def test_messages_reach_a_path_socket(path_socket):
     assert notifier.stopping()
     notifier.close()
     messages = receive_all(server)
-    assert messages[:3] == ["READY=1\nSTATUS=3.0 fps broker connected", "WATCHDOG=1",
-                            "STATUS=12.0 fps, 1 face camera ok"]
+    assert messages[:3] == [
+        "READY=1\nSTATUS=3.0 fps broker connected",
+        "WATCHDOG=1",
+        "STATUS=12.0 fps, 1 face camera ok",
+    ]
     assert messages[3].startswith("RELOADING=1\nMONOTONIC_USEC=")
     assert messages[4] == "STOPPING=1"
 
@@ -81,8 +84,7 @@ def test_watchdog_interval_is_half_the_timeout_and_only_for_our_pid():
 
 
 def test_a_vanished_socket_warns_once_and_never_raises(tmp_path, caplog):
-    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone.sock")},
-                        use_systemd_python=False)
+    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone.sock")}, use_systemd_python=False)
     with caplog.at_level(logging.WARNING):
         assert not notifier.ready()
         assert not notifier.watchdog()
@@ -99,8 +101,8 @@ def parse_native(data: bytes) -> dict[str, str]:
             rest = after
         else:  # binary form: KEY \n u64le length, value, \n
             (length,) = struct.unpack("<Q", after[:8])
-            fields[line.decode()] = after[8:8 + length].decode()
-            rest = after[8 + length + 1:]
+            fields[line.decode()] = after[8 : 8 + length].decode()
+            rest = after[8 + length + 1 :]
     return fields
 
 
@@ -136,8 +138,10 @@ def test_stderr_when_journald_is_absent(tmp_path):
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     try:
-        assert logs.setup("info", target="journal",
-                          journal_socket=tmp_path / "absent.sock") == "stderr"
+        assert (
+            logs.setup("info", target="journal", journal_socket=tmp_path / "absent.sock")
+            == "stderr"
+        )
         assert logs.setup("info", target="auto") in ("stderr", "journal")
     finally:
         for handler in root.handlers[:]:
@@ -147,9 +151,16 @@ def test_stderr_when_journald_is_absent(tmp_path):
         root.setLevel(saved[1])
 
 
-@pytest.mark.parametrize(("level", "priority"), [
-    (logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6),
-    (logging.DEBUG, 7)])
+@pytest.mark.parametrize(
+    ("level", "priority"),
+    [
+        (logging.CRITICAL, 2),
+        (logging.ERROR, 3),
+        (logging.WARNING, 4),
+        (logging.INFO, 6),
+        (logging.DEBUG, 7),
+    ],
+)
 def test_priorities(level, priority):
     assert logs.priority(level) == priority
 
@@ -160,20 +171,31 @@ def test_auto_picks_the_journal_only_when_stderr_is_the_journal(tmp_path):
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     server.bind(str(path))
     server.settimeout(5)
-    code = ("import logging; from edge_agent.daemon import logs; "
-            "print(logs.setup('info')); logging.getLogger('x').warning('hello')")
+    code = (
+        "import logging; from edge_agent.daemon import logs; "
+        "print(logs.setup('info')); logging.getLogger('x').warning('hello')"
+    )
     try:
         for stream_matches in (True, False):
             stderr_path = tmp_path / f"stderr-{stream_matches}"
             with stderr_path.open("w") as stderr:
                 stat = os.fstat(stderr.fileno())
                 inode = stat.st_ino if stream_matches else stat.st_ino + 1
-                env = {**os.environ, "EDGE_AGENT_JOURNAL_SOCKET": str(path),
-                       "JOURNAL_STREAM": f"{stat.st_dev}:{inode}"}
+                env = {
+                    **os.environ,
+                    "EDGE_AGENT_JOURNAL_SOCKET": str(path),
+                    "JOURNAL_STREAM": f"{stat.st_dev}:{inode}",
+                }
                 env.pop("EDGE_AGENT_LOG", None)
-                done = subprocess.run([sys.executable, "-c", code], stderr=stderr, env=env,
-                                      stdout=subprocess.PIPE, text=True, timeout=30,
-                                      check=True)
+                done = subprocess.run(
+                    [sys.executable, "-c", code],
+                    stderr=stderr,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    timeout=30,
+                    check=True,
+                )
             if stream_matches:
                 assert done.stdout.strip() == "journal"
                 assert parse_native(server.recv(65536))["MESSAGE"] == "hello"

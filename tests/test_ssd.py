@@ -23,8 +23,9 @@ TINY = Path(__file__).parent / "data" / "ssd_face_tiny.tflite"
 
 @pytest.fixture(scope="module")
 def detector() -> SsdDetector:
-    model = TfliteModel(ModelFile("ssd_face_tiny", "int8", TINY, {}),
-                        AcceleratorChoice.resolve("cpu"))
+    model = TfliteModel(
+        ModelFile("ssd_face_tiny", "int8", TINY, {}), AcceleratorChoice.resolve("cpu")
+    )
     return SsdDetector(model, score_threshold=0.25)
 
 
@@ -66,8 +67,7 @@ def test_a_model_of_another_kind_is_refused_when_loaded(tmp_path) -> None:
     from edge_agent.vision.manifest import resolve
 
     emotion = resolve("emotion_mini_xception", "float")
-    model = TfliteModel(ModelFile("x", "float", emotion.path, {}),
-                        AcceleratorChoice.resolve("cpu"))
+    model = TfliteModel(ModelFile("x", "float", emotion.path, {}), AcceleratorChoice.resolve("cpu"))
     with pytest.raises(ModelError, match="not an SSD with the TFLite detection post-process"):
         SsdDetector(model)
 
@@ -80,8 +80,10 @@ def test_an_owner_can_point_the_config_at_an_ssd_file(media) -> None:
     assert isinstance(pipeline.detector, SsdDetector)
     image = np.full((360, 640, 3), 255, np.uint8)
     result = pipeline.process(Frame(0, 0.0, image))
-    assert [face.box for face in result.faces] == [(128.0, 36.0, 256.0, 144.0),
-                                                   (64.0, 252.0, 128.0, 72.0)]
+    assert [face.box for face in result.faces] == [
+        (128.0, 36.0, 256.0, 144.0),
+        (64.0, 252.0, 128.0, 72.0),
+    ]
     assert all(face.emotion is not None and face.age is not None for face in result.faces)
 
 

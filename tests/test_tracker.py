@@ -16,8 +16,12 @@ def scores(label: str, confidence: float = 0.9) -> np.ndarray:
     return values
 
 
-def step(tracker: Tracker, t: float, boxes: list[tuple[float, float, float, float]],
-         labels: list[str] | None = None) -> list:
+def step(
+    tracker: Tracker,
+    t: float,
+    boxes: list[tuple[float, float, float, float]],
+    labels: list[str] | None = None,
+) -> list:
     detections = [Detection(box, 0.9) for box in boxes]
     tracks = tracker.associate(detections, t)
     for i, track in enumerate(tracks):

@@ -49,8 +49,7 @@ def test_one_face_keeps_one_track_id_through_the_pexels_clip(pexels) -> None:
     results, events = pexels
     ids = {face.track for result in results for face in result.faces}
     assert ids == {1}
-    assert [e.type for e in events if e.type != "emotion_changed"] == [
-        "face_appeared", "face_lost"]
+    assert [e.type for e in events if e.type != "emotion_changed"] == ["face_appeared", "face_lost"]
 
 
 def test_every_face_carries_emotion_age_and_gender(pexels) -> None:
@@ -125,10 +124,12 @@ def test_full_range_model_finds_the_five_faces_of_a_group_photo(media) -> None:
     assert len({face.track for face in results[0].faces}) == 5
 
 
-@pytest.mark.parametrize(("top", "left", "bottom", "right"),
-                         [(0, 300, 0, 0), (250, 0, 0, 0), (40, 120, 400, 10)])
-def test_boxes_and_keypoints_follow_the_face_in_any_frame_shape(media, top, left, bottom,
-                                                                right) -> None:
+@pytest.mark.parametrize(
+    ("top", "left", "bottom", "right"), [(0, 300, 0, 0), (250, 0, 0, 0), (40, 120, 400, 10)]
+)
+def test_boxes_and_keypoints_follow_the_face_in_any_frame_shape(
+    media, top, left, bottom, right
+) -> None:
     """Padding the photo moves the face; the boxes must move by exactly that much, whatever
     the frame's aspect (the letterbox is undone per axis)."""
     import cv2

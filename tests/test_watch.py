@@ -27,13 +27,38 @@ def test_the_board_shows_devices_faces_and_recent_events():
     board.receive("edge-agent/kitchen/availability", b"online")
     stats = {"fps": 14.52, "outbox_depth": 3}
     board.receive("edge-agent/kitchen/stats", json.dumps(stats).encode())
-    board.receive("edge-agent/kitchen/state", json.dumps({
-        "face_count": 1, "dominant_emotion": "happy",
-        "faces": [{"track": 7, "emotion": "happy", "emotion_scores": {"happy": 0.91},
-                   "age": 33.4, "gender": "female", "gender_score": 0.83}]}).encode())
-    board.receive("edge-agent/kitchen/events", json.dumps({
-        "seq": 12, "type": "emotion_changed", "ts": "2025-05-01T12:00:01.250Z", "track": 7,
-        "emotion": "happy", "previous_emotion": "neutral"}).encode())
+    board.receive(
+        "edge-agent/kitchen/state",
+        json.dumps(
+            {
+                "face_count": 1,
+                "dominant_emotion": "happy",
+                "faces": [
+                    {
+                        "track": 7,
+                        "emotion": "happy",
+                        "emotion_scores": {"happy": 0.91},
+                        "age": 33.4,
+                        "gender": "female",
+                        "gender_score": 0.83,
+                    }
+                ],
+            }
+        ).encode(),
+    )
+    board.receive(
+        "edge-agent/kitchen/events",
+        json.dumps(
+            {
+                "seq": 12,
+                "type": "emotion_changed",
+                "ts": "2025-05-01T12:00:01.250Z",
+                "track": 7,
+                "emotion": "happy",
+                "previous_emotion": "neutral",
+            }
+        ).encode(),
+    )
     board.receive("edge-agent/hall/availability", b"offline")
     board.receive("other/kitchen/state", b"{}")  # not ours
     board.receive("edge-agent/kitchen/state", b"not json")  # ignored, keeps the last state
@@ -48,10 +73,12 @@ def test_the_board_shows_devices_faces_and_recent_events():
     assert all(len(line) <= 40 for line in board.render(width=40))
 
 
-def test_watch_shows_a_live_device_and_exits_cleanly_on_ctrl_c(mosquitto: Mosquitto,
-                                                                tmp_path: Path):
-    publisher = MqttPublisher(publisher_config(mosquitto.host, mosquitto.port, tmp_path,
-                                               state_interval_s=0.0))
+def test_watch_shows_a_live_device_and_exits_cleanly_on_ctrl_c(
+    mosquitto: Mosquitto, tmp_path: Path
+):
+    publisher = MqttPublisher(
+        publisher_config(mosquitto.host, mosquitto.port, tmp_path, state_interval_s=0.0)
+    )
     publisher.start()
     stream = scene(12)
     for result in itertools.islice(stream, 4):  # one face, now sad
@@ -60,8 +87,20 @@ def test_watch_shows_a_live_device_and_exits_cleanly_on_ctrl_c(mosquitto: Mosqui
     assert wait_until(lambda: publisher.outbox_depth == 0 and publisher.last_seq == 2, 5)
     config = _config_file(tmp_path / "watch.toml", mosquitto.port)
     watch = subprocess.Popen(
-        [sys.executable, "-m", "edge_agent.cli", "watch", "--config", str(config),
-         "--device", "test-device"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "edge_agent.cli",
+            "watch",
+            "--config",
+            str(config),
+            "--device",
+            "test-device",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(watch.stdout), daemon=True)
     reader.start()
@@ -90,8 +129,13 @@ def test_watch_shows_a_live_device_and_exits_cleanly_on_ctrl_c(mosquitto: Mosqui
 def test_watch_names_an_unreachable_broker_in_one_line(tmp_path: Path):
     port = free_port()
     config = _config_file(tmp_path / "watch.toml", port)
-    done = subprocess.run([sys.executable, "-m", "edge_agent.cli", "watch", "--config",
-                           str(config)], capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "watch", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 69
-    assert done.stderr == (f"edge-agent: error: cannot reach MQTT broker 127.0.0.1:{port}: "
-                           "connection refused\n")
+    assert done.stderr == (
+        f"edge-agent: error: cannot reach MQTT broker 127.0.0.1:{port}: connection refused\n"
+    )

@@ -92,8 +92,12 @@ def video_devices(dev: Path = Path("/dev")) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[5:]))
 
 
-def resolve_source(source: str, *, dev: Path = Path("/dev"),
-                   has_picamera2: Callable[[], bool] = picamera2_available) -> SourceSpec:
+def resolve_source(
+    source: str,
+    *,
+    dev: Path = Path("/dev"),
+    has_picamera2: Callable[[], bool] = picamera2_available,
+) -> SourceSpec:
     """Which kind of source a `[camera] source` value names (nothing is opened here)."""
     if source == "auto":
         if has_picamera2():
@@ -101,8 +105,10 @@ def resolve_source(source: str, *, dev: Path = Path("/dev"),
         devices = video_devices(dev)
         if devices:
             return SourceSpec("v4l2", str(devices[0]))
-        raise InputError("camera.source = 'auto': no camera found (picamera2 is not "
-                         "installed and there is no /dev/video*)")
+        raise InputError(
+            "camera.source = 'auto': no camera found (picamera2 is not "
+            "installed and there is no /dev/video*)"
+        )
     if source == "picamera2":
         return SourceSpec("picamera2", "picamera2")
     if "://" in source and source.split("://", 1)[0].lower() in STREAM_SCHEMES:
@@ -121,7 +127,8 @@ class Picamera2Source:
         except ImportError as error:
             raise InputError(
                 f"camera.source = 'picamera2': cannot import picamera2 ({error}); install "
-                "python3-picamera2 and create the venv with --system-site-packages") from None
+                "python3-picamera2 and create the venv with --system-site-packages"
+            ) from None
         except ValueError as error:  # apt's simplejpeg is built for numpy 1, the venv has 2
             raise InputError(
                 f"camera.source = 'picamera2': picamera2 does not load with this numpy "
@@ -135,7 +142,9 @@ class Picamera2Source:
         try:
             configuration = self._camera.create_video_configuration(
                 main={"size": (width, height), "format": "RGB888"},
-                controls={"FrameRate": fps}, buffer_count=4)
+                controls={"FrameRate": fps},
+                buffer_count=4,
+            )
             self._camera.configure(configuration)
             self._camera.start()
         except Exception as error:
@@ -180,9 +189,16 @@ class OpenCvLiveSource:
                 capture.set(cv2.CAP_PROP_FPS, config.fps)
                 capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         else:
-            capture = cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG, [
-                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
-                cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
+            capture = cv2.VideoCapture(
+                spec.target,
+                cv2.CAP_FFMPEG,
+                [
+                    cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                    STREAM_TIMEOUT_MS,
+                    cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                    STREAM_TIMEOUT_MS,
+                ],
+            )
         if not capture.isOpened():
             capture.release()
             raise CameraLost(f"cannot open {spec.describe()}")
@@ -231,8 +247,11 @@ class Mailbox:
     def _wait_empty(self, stop: threading.Event | None, *, for_taker: bool = False) -> bool:
         """With the lock held: wait for a free slot (and, with `for_taker`, a consumer
         waiting in `take`); False if closed or stopped instead."""
-        while ((self._frame is not None or (for_taker and not self._takers))
-               and not self.closed and not (stop and stop.is_set())):
+        while (
+            (self._frame is not None or (for_taker and not self._takers))
+            and not self.closed
+            and not (stop and stop.is_set())
+        ):
             self._condition.wait(0.1)
         return not self.closed and not (stop and stop.is_set())
 
@@ -286,9 +305,13 @@ class Mailbox:
 class Capture:
     """One source on its own thread, feeding a Mailbox; reopens a lost live camera."""
 
-    def __init__(self, config: CameraConfig, *,
-                 opener: Callable[[SourceSpec, CameraConfig], FrameSource] = open_source,
-                 spec: SourceSpec | None = None) -> None:
+    def __init__(
+        self,
+        config: CameraConfig,
+        *,
+        opener: Callable[[SourceSpec, CameraConfig], FrameSource] = open_source,
+        spec: SourceSpec | None = None,
+    ) -> None:
         self.config = config
         self.spec = spec or resolve_source(config.source)
         self.opener = opener
@@ -336,7 +359,7 @@ class Capture:
 
     @property
     def state(self) -> State:
-        """"stalled" is an open source whose last frame is older than 5 frame times
+        """ "stalled" is an open source whose last frame is older than 5 frame times
         (at least 2 s)."""
         if self._state == "ok" and self.last_frame_at is not None:
             fps = self.fps or self.config.fps
@@ -372,8 +395,9 @@ class Capture:
 
     def _lost(self, message: str) -> None:
         if self._state != "lost" or message != self.error:
-            log.warning("camera %s: %s; reopening in %.1f s", self.spec.describe(), message,
-                        self._backoff)
+            log.warning(
+                "camera %s: %s; reopening in %.1f s", self.spec.describe(), message, self._backoff
+            )
         self._state, self.error = "lost", message
 
     def _run(self) -> None:
@@ -455,4 +479,3 @@ class Capture:
                 self._backoff = BACKOFF_MIN_S
             if not self.mailbox.put(frame, self._stop):
                 return
-

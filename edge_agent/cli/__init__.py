@@ -41,25 +41,35 @@ COMMANDS = {
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE",
-                        help="config file (default: /etc/edge-agent/config.toml if present)")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="config file (default: /etc/edge-agent/config.toml if present)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="edge-agent", description="On-device face emotion, age and gender detection.",
-        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="edge-agent",
+        description="On-device face emotion, age and gender detection.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    analyze = commands.add_parser("analyze", help="faces, emotion, age and gender in a file",
-                                  epilog=EXIT_CODES,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    analyze = commands.add_parser(
+        "analyze",
+        help="faces, emotion, age and gender in a file",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     analyze.add_argument("path", metavar="PATH", help="an image, a video or a folder of images")
     analyze.add_argument("--json", action="store_true", help="one JSON object per frame")
-    analyze.add_argument("--annotate", metavar="OUT",
-                         help="write the frames with boxes and labels (image or video)")
+    analyze.add_argument(
+        "--annotate", metavar="OUT", help="write the frames with boxes and labels (image or video)"
+    )
     _add_config(analyze)
 
     run = commands.add_parser("run", help="the daemon: camera to MQTT and display")
@@ -95,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     try:
         module = importlib.import_module(COMMANDS[args.command])
         return int(module.main(args))
@@ -108,8 +120,5 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except Exception as error:  # the last line of defence: one line, and the code for a bug
         logging.getLogger("edge_agent").debug("internal error", exc_info=True)
-        print(f"edge-agent: internal error: {error!r} (run with -v for details)",
-              file=sys.stderr)
+        print(f"edge-agent: internal error: {error!r} (run with -v for details)", file=sys.stderr)
         return EX_SOFTWARE
-
-

@@ -41,8 +41,9 @@ class Annotator:
         if self._writer is None:
             height, width = annotated.shape[:2]
             self._size = (width, height)
-            self._writer = cv2.VideoWriter(str(self.out), cv2.VideoWriter_fourcc(*"mp4v"),
-                                           self.fps, (width, height))
+            self._writer = cv2.VideoWriter(
+                str(self.out), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height)
+            )
             if not self._writer.isOpened():
                 raise UsageError(f"--annotate {self.out}: cannot write a video here")
         if annotated.shape[1::-1] != self._size:  # a folder of stills of mixed sizes
@@ -61,12 +62,17 @@ def _table_row(result: FrameResult) -> list[str]:
     for face in result.faces:
         age = "-" if face.age is None else f"{face.age:.0f}"
         emotion = face.emotion or "-"
-        confidence = "" if not face.emotion_scores or not face.emotion else \
-            f" ({face.emotion_scores[face.emotion]:.2f})"
+        confidence = (
+            ""
+            if not face.emotion_scores or not face.emotion
+            else f" ({face.emotion_scores[face.emotion]:.2f})"
+        )
         gender = face.gender or "-"
         box = ",".join(f"{v:.0f}" for v in face.box)
-        rows.append(f"{result.frame:>6} {result.t:>8.2f} {face.track:>5}  "
-                    f"{emotion + confidence:<18} {age:>4}  {gender:<7} {box}")
+        rows.append(
+            f"{result.frame:>6} {result.t:>8.2f} {face.track:>5}  "
+            f"{emotion + confidence:<18} {age:>4}  {gender:<7} {box}"
+        )
     return rows
 
 
@@ -75,13 +81,17 @@ def main(args: argparse.Namespace) -> int:
     source = open_path(Path(args.path))
     annotator = None
     if args.annotate:
-        annotator = Annotator(Path(args.annotate), isinstance(source, ImageSource),
-                              source.fps or 1.0)
+        annotator = Annotator(
+            Path(args.annotate), isinstance(source, ImageSource), source.fps or 1.0
+        )
     pipeline = Pipeline(config)
     out = sys.stdout
     if not args.json:
-        print(f"{'frame':>6} {'t (s)':>8} {'track':>5}  {'emotion':<18} {'age':>4}  "
-              f"{'gender':<7} box x,y,w,h", file=out)
+        print(
+            f"{'frame':>6} {'t (s)':>8} {'track':>5}  {'emotion':<18} {'age':>4}  "
+            f"{'gender':<7} box x,y,w,h",
+            file=out,
+        )
     frames = faces_seen = 0
     last_t = 0.0
     try:

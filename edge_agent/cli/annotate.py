@@ -23,6 +23,14 @@ def draw_faces(image: np.ndarray, faces: Iterable[FaceResult]) -> np.ndarray:
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, thickness)
         top = max(0, y - th - base - 4)
         cv2.rectangle(image, (x, top), (x + tw + 4, top + th + base + 4), colour, -1)
-        cv2.putText(image, text, (x + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale,
-                    (0, 0, 0), thickness, cv2.LINE_AA)
+        cv2.putText(
+            image,
+            text,
+            (x + 2, top + th + 2),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.6 * scale,
+            (0, 0, 0),
+            thickness,
+            cv2.LINE_AA,
+        )
     return image

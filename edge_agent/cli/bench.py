@@ -101,16 +101,21 @@ def report(daemon: Daemon, startup_s: float, latencies: list[float]) -> dict[str
         "latency_ms": percentiles(latencies),
         "rss_mb": round(peak_rss_mb(), 1),
         "startup_s": round(startup_s, 3),
-        "stages_ms": {stage: round(totals.get(stage, 0.0) / max(frames, 1), 3)
-                      for stage in STAGES},
+        "stages_ms": {stage: round(totals.get(stage, 0.0) / max(frames, 1), 3) for stage in STAGES},
         "frames_dropped": daemon.capture.dropped,
         "accelerator": pipeline.accelerator.in_use,
         "models": {
             "detector": f"{daemon.config.detector.model} ({pipeline.detector.variant}, "
-                        f"{pipeline.detector.runs_on})",
-            **{name: f"{model.path.name} ({model.runs_on})"
-               for name, model in (("emotion", classifier.emotion), ("age", classifier.age),
-                                   ("gender", classifier.gender)) if model is not None},
+            f"{pipeline.detector.runs_on})",
+            **{
+                name: f"{model.path.name} ({model.runs_on})"
+                for name, model in (
+                    ("emotion", classifier.emotion),
+                    ("age", classifier.age),
+                    ("gender", classifier.gender),
+                )
+                if model is not None
+            },
         },
         "num_threads": daemon.config.models.num_threads,
         "classify_rate_hz": daemon.config.classifier.rate_hz,

@@ -69,7 +69,7 @@ def check_accelerator(config: Config) -> Row:
         return Row("accelerator", OK, "Coral Edge TPU")
     if config.accelerator == "auto":
         return Row("accelerator", OK, "CPU (no Coral Edge TPU found)")
-    return Row("accelerator", OK, "CPU (accelerator = \"cpu\")")
+    return Row("accelerator", OK, 'CPU (accelerator = "cpu")')
 
 
 def _version(package: str) -> str:
@@ -95,9 +95,13 @@ def check_runtime(config: Config, pipelines: list[Any]) -> Row:
     runtime = "ai-edge-litert " + _version("ai-edge-litert")
     if runtime.endswith("?"):
         runtime = "tflite-runtime " + _version("tflite-runtime")
-    return Row("runtime", OK, f"Python {sys.version.split()[0]}, {runtime}, OpenCV "
-               f"{_version('opencv-python-headless')}; models load in {loaded:.1f} s, an "
-               f"empty frame takes {ran:.0f} ms on {pipeline.accelerator.in_use}")
+    return Row(
+        "runtime",
+        OK,
+        f"Python {sys.version.split()[0]}, {runtime}, OpenCV "
+        f"{_version('opencv-python-headless')}; models load in {loaded:.1f} s, an "
+        f"empty frame takes {ran:.0f} ms on {pipeline.accelerator.in_use}",
+    )
 
 
 def check_camera(config: Config) -> Row:
@@ -109,19 +113,22 @@ def check_camera(config: Config) -> Row:
     capture.start()
     try:
         frame = capture.take(timeout=CAMERA_TIMEOUT_S)
-        while frame is None and not capture.ended and \
-                time.monotonic() - started < CAMERA_TIMEOUT_S:
+        while frame is None and not capture.ended and time.monotonic() - started < CAMERA_TIMEOUT_S:
             frame = capture.take(timeout=0.5)
     finally:
         capture.stop(timeout=1.0)
     if frame is None:
         why = capture.error or f"no frame within {CAMERA_TIMEOUT_S:.0f} s"
-        hint = "" if not capture.spec.live or capture.spec.kind == "stream" else \
-            " (is the service running? stop it first: one process at a time)"
+        hint = (
+            ""
+            if not capture.spec.live or capture.spec.kind == "stream"
+            else " (is the service running? stop it first: one process at a time)"
+        )
         return Row("camera", FAIL, f"{described}: {why}{hint}")
     height, width = frame.image.shape[:2]
-    return Row("camera", OK, f"{described}: a {width}x{height} frame in "
-               f"{time.monotonic() - started:.1f} s")
+    return Row(
+        "camera", OK, f"{described}: a {width}x{height} frame in {time.monotonic() - started:.1f} s"
+    )
 
 
 def check_broker(config: Config) -> Row:
@@ -138,7 +145,7 @@ def check_broker(config: Config) -> Row:
 
 def check_display(config: Config) -> Row:
     if config.display.kind == "none":
-        return Row("display", SKIP, "display.kind = \"none\"")
+        return Row("display", SKIP, 'display.kind = "none"')
     from edge_agent.display import open_display
 
     display = open_display(config.display)
@@ -154,11 +161,15 @@ def check_display(config: Config) -> Row:
 def check_state(config: Config) -> Row:
     path = Path(config.state.dir)
     if not path.exists():
-        return Row("state", WARN, f"{path} does not exist yet (systemd's StateDirectory "
-                   "creates it for the service)")
+        return Row(
+            "state",
+            WARN,
+            f"{path} does not exist yet (systemd's StateDirectory creates it for the service)",
+        )
     if not os.access(path, os.W_OK | os.X_OK):
-        return Row("state", WARN, f"{path} is not writable by this user (the service's user "
-                   "owns it)")
+        return Row(
+            "state", WARN, f"{path} is not writable by this user (the service's user owns it)"
+        )
     return Row("state", OK, f"{path} is writable")
 
 
@@ -169,8 +180,10 @@ def run_checks(config_arg: str | None) -> list[Row]:
         config = load_or_default(config_arg)
     except ConfigError as error:
         rows.append(Row("config", FAIL, str(error)))
-        rows += [Row(name, SKIP, "needs a valid config") for name in
-                 ("models", "accelerator", "runtime", "camera", "broker", "display", "state")]
+        rows += [
+            Row(name, SKIP, "needs a valid config")
+            for name in ("models", "accelerator", "runtime", "camera", "broker", "display", "state")
+        ]
         return rows
     rows.append(Row("config", OK, str(source) if source else "no file: built-in defaults"))
 

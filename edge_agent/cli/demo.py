@@ -82,8 +82,9 @@ class Options:
         env = os.environ if environ is None else environ
         broker = env.get("EDGE_AGENT_DEMO_BROKER", "auto").strip().lower() or "auto"
         if broker not in ("auto", "mosquitto", "embedded"):
-            raise UsageError(f"EDGE_AGENT_DEMO_BROKER = {broker!r}: must be auto, "
-                                 "mosquitto or embedded")
+            raise UsageError(
+                f"EDGE_AGENT_DEMO_BROKER = {broker!r}: must be auto, mosquitto or embedded"
+            )
         clip = env.get("EDGE_AGENT_DEMO_CLIP", "").strip() or DEMO_CLIP
         if clip not in SAMPLES or not clip.endswith((".mp4", ".mov")):
             clips = ", ".join(sorted(n for n in SAMPLES if n.endswith((".mp4", ".mov"))))
@@ -93,8 +94,13 @@ class Options:
             raise UsageError(f"EDGE_AGENT_DEMO_REALTIME = {realtime!r}: must be 1 or 0")
         display = env.get("EDGE_AGENT_DEMO_DISPLAY", "").strip()
         path = Path(display) if display else cache_dir() / "demo" / "display.png"
-        return cls(broker, clip, realtime in ("1", "true", "yes"), path.absolute(),
-                   bool(getattr(args, "loop", False)))
+        return cls(
+            broker,
+            clip,
+            realtime in ("1", "true", "yes"),
+            path.absolute(),
+            bool(getattr(args, "loop", False)),
+        )
 
 
 # -- the broker ------------------------------------------------------------------------------
@@ -151,18 +157,27 @@ class MosquittoBroker:
         for _attempt in range(3):  # the free port may be taken between probe and bind
             self.port = free_port()
             config = self.directory / "mosquitto.conf"
-            lines = [f"listener {self.port} {HOST}", "allow_anonymous true",
-                     "persistence false", f"log_dest file {self.log_path}",
-                     "log_type error", "log_type warning"]
+            lines = [
+                f"listener {self.port} {HOST}",
+                "allow_anonymous true",
+                "persistence false",
+                f"log_dest file {self.log_path}",
+                "log_type error",
+                "log_type warning",
+            ]
             if os.geteuid() == 0:
                 lines.append("user root")  # else it drops to `mosquitto`, which cannot write here
             config.write_text("\n".join(lines) + "\n")
             # A session of its own: Ctrl-C in the terminal must reach the daemon, which
             # then still needs the broker to say goodbye.
             self.process = subprocess.Popen(
-                [self.binary, "-c", str(config)], stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-                preexec_fn=_die_with_parent)
+                [self.binary, "-c", str(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
             deadline = time.monotonic() + BROKER_START_S
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
@@ -226,8 +241,10 @@ class EmbeddedDemoBroker:
 def start_broker(choice: str, directory: Path) -> MosquittoBroker | EmbeddedDemoBroker:
     binary = mosquitto_binary() if choice != "embedded" else None
     if choice == "mosquitto" and binary is None:
-        raise BrokerError("EDGE_AGENT_DEMO_BROKER=mosquitto, but mosquitto is not installed "
-                          "(sudo apt install mosquitto)")
+        raise BrokerError(
+            "EDGE_AGENT_DEMO_BROKER=mosquitto, but mosquitto is not installed "
+            "(sudo apt install mosquitto)"
+        )
     if binary is not None:
         say(f"starting the MQTT broker: {binary} ...")
         try:
@@ -269,8 +286,10 @@ def event_line(event: dict[str, Any]) -> str:
     gender = event.get("gender") or "-"
     if event.get("gender_score") is not None:
         gender = f"{gender} ({_num(event.get('gender_score'), 2)})"
-    line = (f"{_clock(event.get('ts'))}  {kind:<15}  face #{event.get('track', '?')!s:<3} "
-            f"{emotion:<18} age {_num(event.get('age'))}, {gender}")
+    line = (
+        f"{_clock(event.get('ts'))}  {kind:<15}  face #{event.get('track', '?')!s:<3} "
+        f"{emotion:<18} age {_num(event.get('age'))}, {gender}"
+    )
     line += f"   [clip {_num(event.get('t'), 1)} s"
     if kind == "face_lost":
         line += f", in view {_num(event.get('duration_s'), 1)} s"
@@ -285,8 +304,11 @@ class Subscriber:
         from paho.mqtt.enums import CallbackAPIVersion
 
         self.base = f"{prefix}/{device}"
-        self.topics = [(f"{self.base}/events", 1), (f"{self.base}/availability", 1),
-                       (f"{self.base}/stats", 0)]
+        self.topics = [
+            (f"{self.base}/events", 1),
+            (f"{self.base}/availability", 1),
+            (f"{self.base}/stats", 0),
+        ]
         self.port = port
         self.counts: Counter[str] = Counter()
         self.availability = ""
@@ -294,15 +316,18 @@ class Subscriber:
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self._offline = threading.Event()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2,
-                                  client_id=f"edge-agent-demo-{uuid.uuid4().hex[:8]}",
-                                  protocol=paho.MQTTv311)
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"edge-agent-demo-{uuid.uuid4().hex[:8]}",
+            protocol=paho.MQTTv311,
+        )
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *_args: self._subscribed.set()
         self.client.on_message = self._on_message
 
-    def _on_connect(self, client: Any, _userdata: Any, _flags: Any, reason: Any,
-                    _properties: Any) -> None:
+    def _on_connect(
+        self, client: Any, _userdata: Any, _flags: Any, reason: Any, _properties: Any
+    ) -> None:
         if not reason.is_failure:
             client.subscribe(self.topics)
 
@@ -310,13 +335,16 @@ class Subscriber:
         try:
             self.client.connect(HOST, self.port, keepalive=30)
         except OSError as error:
-            raise BrokerError(f"cannot reach the demo broker {HOST}:{self.port}: "
-                              f"{error.strerror or error}") from None
+            raise BrokerError(
+                f"cannot reach the demo broker {HOST}:{self.port}: {error.strerror or error}"
+            ) from None
         self.client.loop_start()
         if not self._subscribed.wait(timeout):
             self.stop()
-            raise BrokerError(f"the demo broker {HOST}:{self.port} did not confirm the "
-                              f"subscription within {timeout:g} s")
+            raise BrokerError(
+                f"the demo broker {HOST}:{self.port} did not confirm the "
+                f"subscription within {timeout:g} s"
+            )
         return self
 
     def stop(self) -> None:
@@ -358,9 +386,11 @@ class Subscriber:
 
     def _stats(self, stats: dict[str, Any]) -> None:
         latency = stats.get("latency_ms") or {}
-        say(f"{_clock(stats.get('ts'))}  {'stats':<15}  {_num(stats.get('fps'), 1)} fps, "
+        say(
+            f"{_clock(stats.get('ts'))}  {'stats':<15}  {_num(stats.get('fps'), 1)} fps, "
             f"{_num(stats.get('frames_processed'))} frames, latency p50 "
-            f"{_num(latency.get('p50'))} ms, {_num(stats.get('frames_dropped'))} dropped")
+            f"{_num(latency.get('p50'))} ms, {_num(stats.get('frames_dropped'))} dropped"
+        )
 
 
 # -- the daemon ------------------------------------------------------------------------------
@@ -430,18 +460,24 @@ def _clip_seconds(path: Path) -> float | None:
     return frames / fps if frames > 0 and fps > 0 else None
 
 
-def _announce_start(daemon: Any, options: Options, seconds: float | None,
-                    started: float, done: threading.Event) -> None:
+def _announce_start(
+    daemon: Any, options: Options, seconds: float | None, started: float, done: threading.Event
+) -> None:
     """Say when the models are loaded (the one long silent step of the daemon's start)."""
     while not done.wait(0.02):
         if daemon.pipeline is not None:
             accelerator = daemon.pipeline.accelerator.in_use
             length = f" ({seconds:.0f} s)" if seconds else ""
             pace = "at its own rate" if options.realtime else "as fast as it can"
-            ending = ("replaying it until Ctrl-C" if options.loop else
-                      "it ends by itself at the end of the clip, or on Ctrl-C")
-            say(f"models loaded in {time.monotonic() - started:.1f} s on {accelerator}; "
-                f"playing the clip{length} {pace}, {ending}")
+            ending = (
+                "replaying it until Ctrl-C"
+                if options.loop
+                else "it ends by itself at the end of the clip, or on Ctrl-C"
+            )
+            say(
+                f"models loaded in {time.monotonic() - started:.1f} s on {accelerator}; "
+                f"playing the clip{length} {pace}, {ending}"
+            )
             return
 
 
@@ -454,8 +490,11 @@ def summary(daemon: Any, subscriber: Subscriber, options: Options) -> str:
     received, published = subscriber.counts, daemon.published
     events = ", ".join(f"{received.get(kind, 0)} {kind}" for kind in EVENT_TYPES)
     total_received, total_published = sum(received.values()), sum(published.values())
-    arrived = (f"all {total_published} arrived over MQTT" if total_received >= total_published
-               else f"{total_received} of {total_published} arrived over MQTT")
+    arrived = (
+        f"all {total_published} arrived over MQTT"
+        if total_received >= total_published
+        else f"{total_received} of {total_published} arrived over MQTT"
+    )
     lines = [
         "",
         "summary",
@@ -492,8 +531,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         options.display.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise UsageError(f"cannot create {options.display.parent} for the display png: "
-                             f"{error.strerror or error}") from None
+        raise UsageError(
+            f"cannot create {options.display.parent} for the display png: {error.strerror or error}"
+        ) from None
     options.display.unlink(missing_ok=True)  # a png from an earlier run would mislead
     with tempfile.TemporaryDirectory(prefix="edge-agent-demo-") as folder:
         work = Path(folder)
@@ -501,8 +541,10 @@ def main(args: argparse.Namespace) -> int:
         try:
             say(f"MQTT broker: {broker.name} on {HOST}:{broker.port} (MQTT {broker.protocol})")
             if shutil.which("mosquitto_sub"):
-                say(f"  to watch it yourself: mosquitto_sub -h {HOST} -p {broker.port} -v "
-                    "-t 'edge-agent/#'")
+                say(
+                    f"  to watch it yourself: mosquitto_sub -h {HOST} -p {broker.port} -v "
+                    "-t 'edge-agent/#'"
+                )
             config = demo_config(options, clip, work / "state", broker)
             (work / "state").mkdir()
             subscriber = Subscriber(broker.port, config.mqtt.topic_prefix, DEVICE_ID).start()
@@ -512,9 +554,12 @@ def main(args: argparse.Namespace) -> int:
                 daemon = _daemon_class()(config, None, notifier=Notifier(environ={}))
                 started = time.monotonic()
                 done = threading.Event()
-                announcer = threading.Thread(target=_announce_start, name="demo-progress",
-                                             args=(daemon, options, seconds, started, done),
-                                             daemon=True)
+                announcer = threading.Thread(
+                    target=_announce_start,
+                    name="demo-progress",
+                    args=(daemon, options, seconds, started, done),
+                    daemon=True,
+                )
                 announcer.start()
                 try:
                     code = daemon.run()

@@ -64,7 +64,7 @@ class Board:
         self.receive(message.topic, bytes(message.payload))
 
     def receive(self, topic: str, payload: bytes) -> None:
-        rest = topic[len(self.prefix) + 1:] if topic.startswith(self.prefix + "/") else ""
+        rest = topic[len(self.prefix) + 1 :] if topic.startswith(self.prefix + "/") else ""
         device_id, _, kind = rest.rpartition("/")
         if not device_id or kind not in KINDS:
             return
@@ -90,13 +90,17 @@ class Board:
 
     def render(self, now: float | None = None, width: int = 100) -> list[str]:
         now = time.time() if now is None else now
-        title = (f"edge-agent watch  {self.broker} ({self.status})  "
-                 f"{len(self.devices)} device(s)  {time.strftime('%H:%M:%S')}  Ctrl-C quits")
+        title = (
+            f"edge-agent watch  {self.broker} ({self.status})  "
+            f"{len(self.devices)} device(s)  {time.strftime('%H:%M:%S')}  Ctrl-C quits"
+        )
         lines = [title, ""]
         if not self.devices:
             lines.append("waiting for devices to publish ...")
-        header = (f"{'DEVICE':<20} {'STATUS':<8} {'FPS':>6} {'FACES':>5} {'DOMINANT':<10} "
-                  f"{'EVENTS':>6} {'OUTBOX':>6}  UPDATED")
+        header = (
+            f"{'DEVICE':<20} {'STATUS':<8} {'FPS':>6} {'FACES':>5} {'DOMINANT':<10} "
+            f"{'EVENTS':>6} {'OUTBOX':>6}  UPDATED"
+        )
         if self.devices:
             lines.append(header)
         for device_id in sorted(self.devices):
@@ -106,7 +110,8 @@ class Board:
                 f"{device_id[:20]:<20} {device.availability[:8]:<8} "
                 f"{_num(stats.get('fps'), 1):>6} {_num(state.get('face_count'), 0):>5} "
                 f"{state.get('dominant_emotion') or '-'!s:<10} {device.events:>6} "
-                f"{_num(stats.get('outbox_depth'), 0):>6}  {_ago(now - device.last_update)}")
+                f"{_num(stats.get('outbox_depth'), 0):>6}  {_ago(now - device.last_update)}"
+            )
             for face in state.get("faces") or []:
                 lines.append("    " + _face_line(face))
         if self.recent:
@@ -136,8 +141,10 @@ def _face_line(face: dict[str, Any]) -> str:
     gender = face.get("gender") or "-"
     gender_score = face.get("gender_score")
     gender_text = gender if gender_score is None else f"{gender} {_num(gender_score, 2)}"
-    return (f"face #{face.get('track', '?')!s:<5} {emotion:<9} {_num(score, 2):>5}  "
-            f"age {_num(face.get('age'), 0):>3}  {gender_text}")
+    return (
+        f"face #{face.get('track', '?')!s:<5} {emotion:<9} {_num(score, 2):>5}  "
+        f"age {_num(face.get('age'), 0):>3}  {gender_text}"
+    )
 
 
 def _event_line(device_id: str, event: dict[str, Any]) -> str:
@@ -146,8 +153,10 @@ def _event_line(device_id: str, event: dict[str, Any]) -> str:
     emotion = event.get("emotion") or "-"
     if kind == "emotion_changed":
         emotion = f"{event.get('previous_emotion') or '-'} -> {emotion}"
-    return (f"{stamp} {device_id} #{event.get('seq', '?')} {kind} "
-            f"face #{event.get('track', '?')} {emotion}")
+    return (
+        f"{stamp} {device_id} #{event.get('seq', '?')} {kind} "
+        f"face #{event.get('track', '?')} {emotion}"
+    )
 
 
 class Screen:
@@ -163,8 +172,7 @@ class Screen:
         width = shutil.get_terminal_size((100, 24)).columns if self.tty else 200
         lines = board.render(width=max(20, width))
         if self.tty:
-            self.out.write(HOME + "".join(f"{line}{CLEAR_LINE}\n" for line in lines)
-                           + CLEAR_BELOW)
+            self.out.write(HOME + "".join(f"{line}{CLEAR_LINE}\n" for line in lines) + CLEAR_BELOW)
         else:
             self.out.write("\n".join(lines) + "\n\n")
         self.out.flush()
@@ -231,7 +239,8 @@ def _loop(client: paho.Client, board: Board, screen: Screen) -> None:
         now = time.monotonic()
         # A terminal is redrawn every second (ages tick); piped output only on a change.
         if (board.changed and now - last_draw >= REDRAW_S) or (
-                screen.tty and now - last_draw >= 1.0):
+            screen.tty and now - last_draw >= 1.0
+        ):
             screen.draw(board)
             board.changed = False
             last_draw = now

@@ -63,8 +63,9 @@ def local_ip() -> str | None:
     try:
         with open("/proc/net/route") as routes:
             next(routes)
-            interface = next((line.split()[0] for line in routes
-                              if line.split()[1] == "00000000"), None)
+            interface = next(
+                (line.split()[0] for line in routes if line.split()[1] == "00000000"), None
+            )
         if interface is None:
             return None
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
@@ -134,8 +135,14 @@ class Stats:
 
 
 class Daemon:
-    def __init__(self, config: Config, config_path: Path | None, *,
-                 notifier: Notifier | None = None, verbose: bool = False) -> None:
+    def __init__(
+        self,
+        config: Config,
+        config_path: Path | None,
+        *,
+        notifier: Notifier | None = None,
+        verbose: bool = False,
+    ) -> None:
         self.config = config
         self.config_path = config_path
         self.verbose = verbose
@@ -183,17 +190,26 @@ class Daemon:
         self._status("loading models")
         started = time.monotonic()
         self.pipeline = Pipeline(config)
-        log.info("models loaded in %.1f s on %s", time.monotonic() - started,
-                 self.pipeline.accelerator.in_use,
-                 extra={"ACCELERATOR": self.pipeline.accelerator.in_use})
+        log.info(
+            "models loaded in %.1f s on %s",
+            time.monotonic() - started,
+            self.pipeline.accelerator.in_use,
+            extra={"ACCELERATOR": self.pipeline.accelerator.in_use},
+        )
         if self._stop_requested():
             return
         self.capture = Capture(config.camera)
         self._status(f"opening camera {self.capture.spec.describe()}")
         self.capture.start()
-        log.info("camera %s (%s)", self.capture.spec.describe(),
-                 "paced at its own rate" if self.capture.paced else
-                 "every frame" if self.capture.mailbox.lossless else "newest frame only")
+        log.info(
+            "camera %s (%s)",
+            self.capture.spec.describe(),
+            "paced at its own rate"
+            if self.capture.paced
+            else "every frame"
+            if self.capture.mailbox.lossless
+            else "newest frame only",
+        )
         if config.mqtt.enabled:
             self.publisher = self._open_publisher(config)
         if config.display.kind != "none":
@@ -239,8 +255,11 @@ class Daemon:
                     pending, self._pending = self._pending, None
                 if pending is not None:
                     self.pipeline.apply_tunables(pending)
-                    log.info("tunables in effect from frame %d (detector.score_threshold = %s)",
-                             frame.index, self.pipeline.detector.score_threshold)
+                    log.info(
+                        "tunables in effect from frame %d (detector.score_threshold = %s)",
+                        frame.index,
+                        self.pipeline.detector.score_threshold,
+                    )
                 result = self.pipeline.process(frame)
                 self._last_result, self._last_t = result, frame.t
                 published = time.perf_counter()
@@ -251,8 +270,7 @@ class Daemon:
                 stages = result.stages_ms
                 stages["publish"] = (shown - published) * 1e3
                 stages["display"] = (time.perf_counter() - shown) * 1e3
-                self.stats.record((handed_over - frame.read_at) * 1e3, len(result.faces),
-                                  stages)
+                self.stats.record((handed_over - frame.read_at) * 1e3, len(result.faces), stages)
                 if self.stats.processed == 1:
                     self._wake.set()  # READY is the main thread's to send
         except BaseException as error:  # a bug or a broken model: exit, systemd restarts
@@ -272,8 +290,7 @@ class Daemon:
         if events:
             from edge_agent.types import FrameResult
 
-            self._publish(FrameResult(self.stats.processed, self._last_t, [], events),
-                          time.time())
+            self._publish(FrameResult(self.stats.processed, self._last_t, [], events), time.time())
 
     def _publish(self, result: Any, wall: float) -> None:
         publisher = self.publisher
@@ -291,10 +308,18 @@ class Daemon:
         from edge_agent.display import DisplayState
 
         try:
-            display.update(DisplayState(
-                faces=faces, frame=image, fps=self.stats.fps, broker=self.broker,
-                camera=self.camera_state, faults=list(self.faults), ip=self.ip,
-                wall=time.time()))
+            display.update(
+                DisplayState(
+                    faces=faces,
+                    frame=image,
+                    fps=self.stats.fps,
+                    broker=self.broker,
+                    camera=self.camera_state,
+                    faults=list(self.faults),
+                    ip=self.ip,
+                    wall=time.time(),
+                )
+            )
         except Exception as error:
             log.error("display update failed: %s", error)
 
@@ -328,9 +353,13 @@ class Daemon:
 
     def status_line(self) -> str:
         faces = self.stats.faces
-        parts = [f"{self.stats.fps:.1f} fps", f"{faces} face{'s' if faces != 1 else ''}",
-                 f"camera {self.camera_state}", f"broker {self.broker}",
-                 f"{self.capture.dropped if self.capture else 0} dropped"]
+        parts = [
+            f"{self.stats.fps:.1f} fps",
+            f"{faces} face{'s' if faces != 1 else ''}",
+            f"camera {self.camera_state}",
+            f"broker {self.broker}",
+            f"{self.capture.dropped if self.capture else 0} dropped",
+        ]
         if self.capture is not None and self.capture.error and self.camera_state != "ok":
             parts.append(self.capture.error)
         return ", ".join(parts)
@@ -365,8 +394,9 @@ class Daemon:
                 return
             outcome = merge_reload(self.config, new)
             for path, (old, value) in outcome.ignored.items():
-                log.warning("config reload: %s = %r (was %r) needs a restart; not applied",
-                            path, value, old)
+                log.warning(
+                    "config reload: %s = %r (was %r) needs a restart; not applied", path, value, old
+                )
             if not outcome.applied:
                 log.info("config reloaded from %s: no reloadable change", self.config_path)
                 return
@@ -379,8 +409,10 @@ class Daemon:
                 self.publisher.set_stats_interval(self.config.mqtt.stats_interval_s)
             if not self.verbose:  # -v on the command line outlasts reloads
                 logs.set_level(self.config.log_level)
-            changes = ", ".join(f"{path} = {value!r} (was {old!r})"
-                                for path, (old, value) in outcome.applied.items())
+            changes = ", ".join(
+                f"{path} = {value!r} (was {old!r})"
+                for path, (old, value) in outcome.applied.items()
+            )
             log.info("config reloaded from %s: %s", self.config_path, changes)
         finally:
             if self.ready:
@@ -420,8 +452,9 @@ class Daemon:
                 if signum == signal.SIGHUP:
                     self.reload()
                     # a shorter stats period takes effect now, not after the old one ends
-                    next_stats = min(next_stats,
-                                     time.monotonic() + self.config.mqtt.stats_interval_s)
+                    next_stats = min(
+                        next_stats, time.monotonic() + self.config.mqtt.stats_interval_s
+                    )
                 else:
                     log.info("%s: stopping", signal.Signals(signum).name)
                     return self.shutdown()
@@ -440,8 +473,11 @@ class Daemon:
                     pinged_at_count = self.stats.processed
                 next_ping = now + watchdog
             if now >= next_status:
-                self._status(self.status_line() if self.ready else
-                             f"waiting for the first frame: {self.status_line()}")
+                self._status(
+                    self.status_line()
+                    if self.ready
+                    else f"waiting for the first frame: {self.status_line()}"
+                )
                 next_status = now + STATUS_PERIOD_S
             camera = self.camera_state
             if now >= next_stats or (self.ready and camera != reported_camera):
@@ -470,12 +506,21 @@ class Daemon:
 
     def _send_stats(self) -> None:
         stats = self.stats_message()
-        log.info("stats: %.1f fps, latency p50 %.0f ms p95 %.0f ms, %d dropped, camera %s, "
-                 "broker %s", stats["fps"], stats["latency_ms"]["p50"],
-                 stats["latency_ms"]["p95"], stats["frames_dropped"], stats["camera"],
-                 self.broker,
-                 extra={"FPS": stats["fps"], "LATENCY_P95_MS": stats["latency_ms"]["p95"],
-                        "FRAMES_DROPPED": stats["frames_dropped"], "CAMERA": stats["camera"]})
+        log.info(
+            "stats: %.1f fps, latency p50 %.0f ms p95 %.0f ms, %d dropped, camera %s, broker %s",
+            stats["fps"],
+            stats["latency_ms"]["p50"],
+            stats["latency_ms"]["p95"],
+            stats["frames_dropped"],
+            stats["camera"],
+            self.broker,
+            extra={
+                "FPS": stats["fps"],
+                "LATENCY_P95_MS": stats["latency_ms"]["p95"],
+                "FRAMES_DROPPED": stats["frames_dropped"],
+                "CAMERA": stats["camera"],
+            },
+        )
         if self.publisher is not None:
             try:
                 self.publisher.publish_stats(stats)
@@ -529,8 +574,12 @@ class Daemon:
 
     def _stop_publisher(self, deadline: float) -> None:
         flush = max(0.2, deadline - time.monotonic() - 0.5)
-        stopper = threading.Thread(target=self.publisher.stop, kwargs={"flush_timeout_s": flush},
-                                   name="mqtt-stop", daemon=True)
+        stopper = threading.Thread(
+            target=self.publisher.stop,
+            kwargs={"flush_timeout_s": flush},
+            name="mqtt-stop",
+            daemon=True,
+        )
         stopper.start()
         stopper.join(max(0.1, deadline - time.monotonic() - 0.2))
         if stopper.is_alive():
@@ -541,7 +590,8 @@ def main(args: argparse.Namespace) -> int:
     config_path = resolve_path(getattr(args, "config", None))
     config = load_or_default(getattr(args, "config", None))
     target = logs.setup("debug" if getattr(args, "verbose", False) else config.log_level)
-    log.info("edge-agent starting (config %s, logging to %s)",
-             config_path or "built-in defaults", target)
+    log.info(
+        "edge-agent starting (config %s, logging to %s)", config_path or "built-in defaults", target
+    )
     verbose = bool(getattr(args, "verbose", False))
     return Daemon(config, config_path, verbose=verbose).run()

@@ -25,11 +25,14 @@ from typing import Any
 JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
 IDENTIFIER = "edge-agent"
 STDERR_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-          "error": logging.ERROR}
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 _FIELD = re.compile(r"[A-Z0-9][A-Z0-9_]*")
-_PRIORITY = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4),
-             (logging.INFO, 6))
+_PRIORITY = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
 
 
 def priority(levelno: int) -> int:
@@ -115,8 +118,9 @@ def _systemd_python_handler() -> logging.Handler | None:
     return JournalHandler(SYSLOG_IDENTIFIER=IDENTIFIER)
 
 
-def setup(level: str | int = "info", *, target: str | None = None,
-          journal_socket: Path | None = None) -> str:
+def setup(
+    level: str | int = "info", *, target: str | None = None, journal_socket: Path | None = None
+) -> str:
     """Route the root logger to the journal or stderr; return which one ("journal"/"stderr").
 
     `target` is "auto" (the default, or `$EDGE_AGENT_LOG`), "journal" or "stderr".
@@ -124,12 +128,12 @@ def setup(level: str | int = "info", *, target: str | None = None,
     target = target or os.environ.get("EDGE_AGENT_LOG", "auto")
     address = journal_socket or Path(os.environ.get("EDGE_AGENT_JOURNAL_SOCKET", JOURNAL_SOCKET))
     use_journal = address.is_socket() and (
-        target == "journal" or (target == "auto" and stderr_is_journal()))
+        target == "journal" or (target == "auto" and stderr_is_journal())
+    )
     handler: logging.Handler
     if use_journal:
         custom = address != JOURNAL_SOCKET
-        handler = (None if custom else _systemd_python_handler()) \
-            or NativeJournalHandler(address)
+        handler = (None if custom else _systemd_python_handler()) or NativeJournalHandler(address)
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)

@@ -40,8 +40,9 @@ def _one_line(text: str) -> str:
 class Notifier:
     """Talks to the service manager named by the environment, if there is one."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None, *,
-                 use_systemd_python: bool = True) -> None:
+    def __init__(
+        self, environ: Mapping[str, str] | None = None, *, use_systemd_python: bool = True
+    ) -> None:
         env = os.environ if environ is None else environ
         self.address = env.get("NOTIFY_SOCKET") or None
         self.watchdog_usec = self._watchdog_usec(env)
@@ -78,8 +79,9 @@ class Notifier:
             if self._library is not None:
                 return bool(self._library(message))
             if self._socket is None:
-                self._socket = socket.socket(socket.AF_UNIX,
-                                             socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                self._socket = socket.socket(
+                    socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
+                )
             self._socket.sendto(message.encode(), socket_address(self.address))
             return True
         except OSError as error:

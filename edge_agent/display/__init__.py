@@ -61,8 +61,9 @@ class Display:
         self.device = device
         self.night = NightHours.parse(config.night_off)
         colour = config.color and device.mode != "1"
-        self._renderer = Renderer(device.width, device.height, colour=colour,
-                                  shift=config.shift, night=self.night)
+        self._renderer = Renderer(
+            device.width, device.height, colour=colour, shift=config.shift, night=self.night
+        )
         self._latest: DisplayState | None = None
         self._lock = threading.Lock()  # guards _latest only
         self._render_lock = threading.Lock()  # the renderer's canvas is reused
@@ -126,8 +127,9 @@ class Display:
             except Exception as error:  # a loose wire must not take the daemon down
                 failures += 1
                 if failures == 1 or failures % 100 == 0:
-                    log.warning("display: cannot update the panel (%s failures): %s",
-                                failures, error)
+                    log.warning(
+                        "display: cannot update the panel (%s failures): %s", failures, error
+                    )
             delay = period if failures == 0 else min(10.0, period * 2 ** min(failures, 6))
             self._stop.wait(max(0.005, delay - (time.monotonic() - started)))
 

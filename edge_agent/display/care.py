@@ -15,7 +15,15 @@ from edge_agent.errors import ConfigError
 SHIFT_PERIOD_S = 180.0
 # One step a period, walking round the origin so every pixel rests as often as it works.
 SHIFT_OFFSETS: tuple[tuple[int, int], ...] = (
-    (0, 0), (1, 0), (1, 1), (0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1),
+    (0, 0),
+    (1, 0),
+    (1, 1),
+    (0, 1),
+    (-1, 1),
+    (-1, 0),
+    (-1, -1),
+    (0, -1),
+    (1, -1),
 )
 _HOURS = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
@@ -29,12 +37,12 @@ class NightHours:
 
     @classmethod
     def parse(cls, text: str) -> NightHours | None:
-        """"23:00-07:00" → NightHours; "" → None (never off)."""
+        """ "23:00-07:00" → NightHours; "" → None (never off)."""
         if not text.strip():
             return None
         match = _HOURS.match(text)
         if match is None:
-            raise ConfigError(f"display.night_off = {text!r}: must look like \"23:00-07:00\"")
+            raise ConfigError(f'display.night_off = {text!r}: must look like "23:00-07:00"')
         h0, m0, h1, m1 = (int(part) for part in match.groups())
         if h0 > 23 or h1 > 23 or m0 > 59 or m1 > 59:
             raise ConfigError(f"display.night_off = {text!r}: hours 0-23, minutes 0-59")

@@ -14,14 +14,15 @@ Box = tuple[int, int, int, int]  # left, top, right, bottom (exclusive)
 Ink = Any  # a colour Pillow accepts for the image mode
 
 
-def _line(draw: ImageDraw.ImageDraw, points: list[tuple[float, float]], fill: Ink,
-          width: int) -> None:
-    draw.line([(round(x), round(y)) for x, y in points], fill=fill, width=width,
-              joint="curve")
+def _line(
+    draw: ImageDraw.ImageDraw, points: list[tuple[float, float]], fill: Ink, width: int
+) -> None:
+    draw.line([(round(x), round(y)) for x, y in points], fill=fill, width=width, joint="curve")
 
 
-def emotion_face(draw: ImageDraw.ImageDraw, box: Box, emotion: str | None, fill: Ink,
-                 background: Ink) -> None:
+def emotion_face(
+    draw: ImageDraw.ImageDraw, box: Box, emotion: str | None, fill: Ink, background: Ink
+) -> None:
     """A round face whose brows, eyes and mouth say `emotion` (None: not classified)."""
     left, top, right, bottom = box
     size = min(right - left, bottom - top)
@@ -43,14 +44,19 @@ def emotion_face(draw: ImageDraw.ImageDraw, box: Box, emotion: str | None, fill:
     def dot_eyes(radius: float = eye_r, fy: float = 0.40) -> None:
         for fx, _ in eyes:
             cx, cy = at(fx, fy)
-            draw.ellipse([round(cx - radius), round(cy - radius),
-                          round(cx + radius), round(cy + radius)], fill=fill)
+            draw.ellipse(
+                [round(cx - radius), round(cy - radius), round(cx + radius), round(cy + radius)],
+                fill=fill,
+            )
 
     def ring_eyes(radius: float) -> None:
         for fx, fy in eyes:
             cx, cy = at(fx, fy)
-            draw.ellipse([round(cx - radius), round(cy - radius), round(cx + radius),
-                          round(cy + radius)], outline=fill, width=width)
+            draw.ellipse(
+                [round(cx - radius), round(cy - radius), round(cx + radius), round(cy + radius)],
+                outline=fill,
+                width=width,
+            )
             draw.point((round(cx), round(cy)), fill=fill)
 
     def brows(inner_fy: float, outer_fy: float) -> None:
@@ -92,8 +98,7 @@ def emotion_face(draw: ImageDraw.ImageDraw, box: Box, emotion: str | None, fill:
         for fx in (0.36, 0.50, 0.64):
             cx, cy = at(fx, 0.72)
             r = max(0.5, width / 2)
-            draw.ellipse([round(cx - r), round(cy - r), round(cx + r), round(cy + r)],
-                         fill=fill)
+            draw.ellipse([round(cx - r), round(cy - r), round(cx + r), round(cy + r)], fill=fill)
 
 
 def person(draw: ImageDraw.ImageDraw, box: Box, fill: Ink) -> None:
@@ -103,8 +108,12 @@ def person(draw: ImageDraw.ImageDraw, box: Box, fill: Ink) -> None:
     head = max(2, round(min(w, h) * 0.42))
     hx = left + (w - head) // 2
     draw.ellipse([hx, top, hx + head - 1, top + head - 1], fill=fill)
-    shoulders = [left + round(w * 0.08), top + round(h * 0.52), right - 1 - round(w * 0.08),
-                 top + round(h * 0.52) + 2 * (bottom - top - round(h * 0.52)) - 1]
+    shoulders = [
+        left + round(w * 0.08),
+        top + round(h * 0.52),
+        right - 1 - round(w * 0.08),
+        top + round(h * 0.52) + 2 * (bottom - top - round(h * 0.52)) - 1,
+    ]
     draw.pieslice(shoulders, 180, 360, fill=fill)
 
 
@@ -116,7 +125,11 @@ def warning(draw: ImageDraw.ImageDraw, box: Box, fill: Ink, background: Ink) -> 
     cx = left + w // 2
     bar = max(1, round(w / 10))
     half = bar // 2
-    draw.rectangle([cx - half, top + round(h * 0.32), cx - half + bar - 1,
-                    top + round(h * 0.68)], fill=background)
-    draw.rectangle([cx - half, top + round(h * 0.76), cx - half + bar - 1,
-                    top + round(h * 0.76) + bar - 1], fill=background)
+    draw.rectangle(
+        [cx - half, top + round(h * 0.32), cx - half + bar - 1, top + round(h * 0.68)],
+        fill=background,
+    )
+    draw.rectangle(
+        [cx - half, top + round(h * 0.76), cx - half + bar - 1, top + round(h * 0.76) + bar - 1],
+        fill=background,
+    )

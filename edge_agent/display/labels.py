@@ -6,9 +6,14 @@ from edge_agent.types import FaceResult
 
 # BGR colours per emotion, chosen to be told apart at a glance on a small screen.
 EMOTION_COLOURS: dict[str | None, tuple[int, int, int]] = {
-    "angry": (40, 40, 230), "disgust": (40, 140, 40), "fear": (160, 60, 160),
-    "happy": (40, 200, 250), "sad": (200, 120, 40), "surprise": (240, 160, 240),
-    "neutral": (200, 200, 200), None: (160, 160, 160),
+    "angry": (40, 40, 230),
+    "disgust": (40, 140, 40),
+    "fear": (160, 60, 160),
+    "happy": (40, 200, 250),
+    "sad": (200, 120, 40),
+    "surprise": (240, 160, 240),
+    "neutral": (200, 200, 200),
+    None: (160, 160, 160),
 }
 
 

@@ -47,8 +47,9 @@ class PngDevice(dummy):
 
     def display(self, image: Any) -> None:
         super().display(image)
-        handle, temporary = tempfile.mkstemp(prefix=".display-", suffix=".png",
-                                             dir=self.path.parent)
+        handle, temporary = tempfile.mkstemp(
+            prefix=".display-", suffix=".png", dir=self.path.parent
+        )
         try:
             with os.fdopen(handle, "wb") as out:
                 self.image.save(out, format="PNG")
@@ -80,16 +81,19 @@ def _open(config: DisplayConfig) -> Any:
     if kind == "png":
         path = Path(config.path)
         if not path.parent.is_dir():
-            raise DisplayError(f"display.path = {config.path!r}: folder {path.parent} "
-                               "does not exist")
-        return PngDevice(path, config.width, config.height, config.rotation,
-                         "RGB" if config.color else "1")
+            raise DisplayError(
+                f"display.path = {config.path!r}: folder {path.parent} does not exist"
+            )
+        return PngDevice(
+            path, config.width, config.height, config.rotation, "RGB" if config.color else "1"
+        )
     if kind in OLED_KINDS:
         import luma.oled.device as oled
         from luma.core.interface.serial import i2c
 
-        device = getattr(oled, kind)(i2c(port=config.bus, address=config.address),
-                                     rotate=config.rotation, **size)
+        device = getattr(oled, kind)(
+            i2c(port=config.bus, address=config.address), rotate=config.rotation, **size
+        )
         device.contrast(config.contrast)
         return device
     if kind == "st7789":
@@ -102,8 +106,10 @@ def _open(config: DisplayConfig) -> Any:
         from luma.core.device import linux_framebuffer
 
         if config.rotation:
-            raise ConfigError("display.rotation must be 0 for the framebuffer kind: rotate "
-                              "the framebuffer itself (display_lcd_rotate, fbcon=rotate)")
+            raise ConfigError(
+                "display.rotation must be 0 for the framebuffer kind: rotate "
+                "the framebuffer itself (display_lcd_rotate, fbcon=rotate)"
+            )
         return linux_framebuffer(framebuffer_path(config))
     raise DisplayError(f"display.kind = {kind!r}: no such panel")
 
@@ -119,19 +125,25 @@ def open_device(config: DisplayConfig) -> Any:
         parts = (error.name or "a driver").split(".")
         name = ".".join(parts[:2]) if parts[0] == "luma" else parts[0]
         hint = _INSTALL_HINTS.get(name, "pip install -e '.[display]' in the checkout's venv")
-        raise DisplayError(f"display.kind = {kind!r} needs {name}, which is not installed: "
-                           f"{hint}") from None
+        raise DisplayError(
+            f"display.kind = {kind!r} needs {name}, which is not installed: {hint}"
+        ) from None
     except luma.core.error.DevicePermissionError as error:
-        raise DisplayError(f"display.kind = {kind!r}: no permission for {_where(config)} "
-                           f"({error}); add the service user to the i2c/spi/gpio/video "
-                           "group") from None
+        raise DisplayError(
+            f"display.kind = {kind!r}: no permission for {_where(config)} "
+            f"({error}); add the service user to the i2c/spi/gpio/video "
+            "group"
+        ) from None
     except luma.core.error.Error as error:
-        raise DisplayError(f"display.kind = {kind!r}: no panel at {_where(config)} ({error}); "
-                           "check the wiring and that the bus is enabled (raspi-config "
-                           "→ Interface Options)") from None
+        raise DisplayError(
+            f"display.kind = {kind!r}: no panel at {_where(config)} ({error}); "
+            "check the wiring and that the bus is enabled (raspi-config "
+            "→ Interface Options)"
+        ) from None
     except PermissionError as error:
-        raise DisplayError(f"display.kind = {kind!r}: no permission for {_where(config)} "
-                           f"({error.strerror})") from None
+        raise DisplayError(
+            f"display.kind = {kind!r}: no permission for {_where(config)} ({error.strerror})"
+        ) from None
     except OSError as error:
         what = "not found" if error.errno == errno.ENOENT else error.strerror
         raise DisplayError(f"display.kind = {kind!r}: {_where(config)}: {what}") from None

@@ -49,8 +49,15 @@ class Palette:
 
 
 MONO = Palette(0, 255, 255, 255, 255, 255, colour=False)
-COLOUR = Palette((0, 0, 0), (255, 255, 255), (170, 170, 170), (90, 215, 120), (250, 190, 60),
-                 (235, 65, 55), colour=True)
+COLOUR = Palette(
+    (0, 0, 0),
+    (255, 255, 255),
+    (170, 170, 170),
+    (90, 215, 120),
+    (250, 190, 60),
+    (235, 65, 55),
+    colour=True,
+)
 
 
 def fault_lines(state: DisplayState) -> list[str]:
@@ -111,8 +118,9 @@ class Surface:
         self.draw, self.image, self.palette = draw, image, palette
         self.texts: list[tuple[str, Box]] = []
 
-    def fit(self, text: str, width: int, height: int, largest: int,
-            smallest: int = 9) -> tuple[Font, str]:
+    def fit(
+        self, text: str, width: int, height: int, largest: int, smallest: int = 9
+    ) -> tuple[Font, str]:
         """The largest font (≤ largest px) at which `text` fits, else cut at the smallest."""
         largest = max(smallest, largest)
         for size in range(largest, smallest - 1, -1):
@@ -122,8 +130,16 @@ class Surface:
         face = font(smallest)
         return face, _ellipsize(text, face, width)
 
-    def text(self, box: Box, text: str, fill: Any, *, largest: int, smallest: int = 9,
-             align: str = "left") -> Box:
+    def text(
+        self,
+        box: Box,
+        text: str,
+        fill: Any,
+        *,
+        largest: int,
+        smallest: int = 9,
+        align: str = "left",
+    ) -> Box:
         """Draw one line in `box`, vertically centred; returns the drawn bounds."""
         left, top, right, bottom = box
         face, shown = self.fit(text, right - left, bottom - top, largest, smallest)
@@ -131,8 +147,9 @@ class Surface:
             return left, top, left, top
         y = top + max(0, (bottom - top - _line_height(face)) // 2)
         width = face.getlength(shown)
-        x = {"left": left, "center": left + (right - left - width) / 2,
-             "right": right - width}[align]
+        x = {"left": left, "center": left + (right - left - width) / 2, "right": right - width}[
+            align
+        ]
         xy = (round(x), y)
         bounds = self.draw.textbbox(xy, shown, font=face, anchor="la")
         # Ink can reach a pixel past the advance width or the line box: pull it back in.
@@ -149,21 +166,25 @@ class Surface:
         self.texts.append((shown, drawn))
         return drawn
 
-    def _mono_text(self, xy: tuple[int, int], bounds: Box, text: str, face: Font,
-                   fill: Any) -> None:
+    def _mono_text(
+        self, xy: tuple[int, int], bounds: Box, text: str, face: Font, fill: Any
+    ) -> None:
         """1-bit text from the anti-aliased glyphs, cut at a low threshold: fuller, more
         even strokes than FreeType's own 1-bit rendering at small sizes."""
         left, top, right, bottom = bounds
         if right <= left or bottom <= top:
             return
         mask = Image.new("L", (right - left, bottom - top))
-        ImageDraw.Draw(mask).text((xy[0] - left, xy[1] - top), text, font=face, fill=255,
-                                  anchor="la")
-        self.image.paste(fill, (left, top), mask.point(lambda v: 255 if v >= MONO_INK else 0,
-                                                       mode="1"))
+        ImageDraw.Draw(mask).text(
+            (xy[0] - left, xy[1] - top), text, font=face, fill=255, anchor="la"
+        )
+        self.image.paste(
+            fill, (left, top), mask.point(lambda v: 255 if v >= MONO_INK else 0, mode="1")
+        )
 
-    def wrapped(self, items: Sequence[str], width: int, height: int,
-                largest: int, smallest: int) -> tuple[Font, list[list[str]]] | None:
+    def wrapped(
+        self, items: Sequence[str], width: int, height: int, largest: int, smallest: int
+    ) -> tuple[Font, list[list[str]]] | None:
         """The largest font at which every item, word-wrapped, fits (items set apart by a
         quarter line); None if none does."""
         for size in range(max(smallest, largest), smallest - 1, -1):
@@ -192,25 +213,26 @@ class Surface:
             y, line = shown[-1]
             shown[-1] = y, _ellipsize(line + ELLIPSIS, face, right - left)
         for y, line in shown:
-            self.text((left, y, right, y + step), line, fill, largest=face.size,
-                      smallest=face.size)
+            self.text((left, y, right, y + step), line, fill, largest=face.size, smallest=face.size)
 
-    def rows(self, box: Box, rows: Sequence[tuple[str, Any]], *, largest: int,
-             smallest: int = 9) -> None:
+    def rows(
+        self, box: Box, rows: Sequence[tuple[str, Any]], *, largest: int, smallest: int = 9
+    ) -> None:
         """Lines of equal height, all at one size: the largest at which each fits."""
         left, top, right, bottom = box
         step = (bottom - top) / len(rows)
         height = int(step)
-        size = min(self.fit(text, right - left, height, largest, smallest)[0].size
-                   for text, _ in rows)
+        size = min(
+            self.fit(text, right - left, height, largest, smallest)[0].size for text, _ in rows
+        )
         for index, (text, colour) in enumerate(rows):
             y0 = round(top + index * step)
-            self.text((left, y0, right, y0 + height), text, colour, largest=size,
-                      smallest=smallest)
+            self.text((left, y0, right, y0 + height), text, colour, largest=size, smallest=smallest)
 
 
-def thumbnail(frame: np.ndarray, faces: Sequence[FaceResult], width: int,
-              height: int) -> Image.Image:
+def thumbnail(
+    frame: np.ndarray, faces: Sequence[FaceResult], width: int, height: int
+) -> Image.Image:
     """The frame scaled to fit (width, height), with each face's box and label."""
     frame_h, frame_w = frame.shape[:2]
     scale = min(width / frame_w, height / frame_h)
@@ -227,8 +249,9 @@ def thumbnail(frame: np.ndarray, faces: Sequence[FaceResult], width: int,
     taken: list[Box] = []  # labels placed so far
     for face in sorted(faces, key=lambda f: f is not main):  # the main face labelled first
         x, y, w, h = boxes[id(face)]
-        others = [(bx, by, bx + bw, by + bh) for key, (bx, by, bw, bh) in boxes.items()
-                  if key != id(face)]
+        others = [
+            (bx, by, bx + bw, by + bh) for key, (bx, by, bw, bh) in boxes.items() if key != id(face)
+        ]
         blue, green, red = EMOTION_COLOURS.get(face.emotion, EMOTION_COLOURS[None])
         colour = (red, green, blue)
         width = line + 1 if face is main and len(faces) > 1 else line
@@ -238,8 +261,11 @@ def thumbnail(frame: np.ndarray, faces: Sequence[FaceResult], width: int,
         tx = min(max(0, x), size[0] - text_w)
         for ty in (y - text_h, y + h + 1):  # above the box, else below it
             spot = (tx, ty, tx + text_w, ty + text_h)
-            if ty < 0 or ty + text_h > size[1] or any(
-                    _overlap(spot, box) for box in taken + others):
+            if (
+                ty < 0
+                or ty + text_h > size[1]
+                or any(_overlap(spot, box) for box in taken + others)
+            ):
                 continue
             taken.append(spot)
             draw.rectangle([tx, ty, tx + text_w - 1, ty + text_h - 1], fill=colour)
@@ -255,8 +281,15 @@ def _overlap(a: Box, b: Box) -> bool:
 class Renderer:
     """Draws a DisplayState for one panel size and colour model."""
 
-    def __init__(self, width: int, height: int, *, colour: bool, shift: bool = True,
-                 night: NightHours | None = None) -> None:
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        *,
+        colour: bool,
+        shift: bool = True,
+        night: NightHours | None = None,
+    ) -> None:
         from luma.core.device import dummy
 
         self.size = (width, height)
@@ -317,44 +350,71 @@ class Renderer:
         surface.image.paste(picture, (x, y))
         return rest
 
-    def _faces(self, surface: Surface, box: Box, state: DisplayState,
-               faults: list[str]) -> None:
+    def _faces(self, surface: Surface, box: Box, state: DisplayState, faults: list[str]) -> None:
         palette = self.palette
         face = main_face(state.faces)
         left, top, right, bottom = self._split(surface, box, state)
         width, height = right - left, bottom - top
         accent = palette.emotion(face.emotion)
         word = face.emotion or "face"
-        details = " ".join(part for part in (
-            face.gender, None if face.age is None else f"{face.age:.0f}") if part)
+        details = " ".join(
+            part for part in (face.gender, None if face.age is None else f"{face.age:.0f}") if part
+        )
         count = str(len(state.faces))
         if height > 0.9 * width:  # a tall column: stack everything
             icon = round(min(width * 0.62, height * 0.40))
             row = (height - icon) // 3
             x = left + (width - icon) // 2
-            glyphs.emotion_face(surface.draw, (x, top, x + icon, top + icon), face.emotion,
-                                accent, palette.background)
+            glyphs.emotion_face(
+                surface.draw,
+                (x, top, x + icon, top + icon),
+                face.emotion,
+                accent,
+                palette.background,
+            )
             y = top + icon
-            surface.text((left, y, right, y + row), word, accent, largest=round(row * 0.8),
-                          align="center")
-            surface.text((left, y + row, right, y + 2 * row), details, palette.text,
-                         largest=round(row * 0.6), align="center")
-            self._count(surface, (left, y + 2 * row, right, bottom), count, bool(faults),
-                        centre=True)
+            surface.text(
+                (left, y, right, y + row), word, accent, largest=round(row * 0.8), align="center"
+            )
+            surface.text(
+                (left, y + row, right, y + 2 * row),
+                details,
+                palette.text,
+                largest=round(row * 0.6),
+                align="center",
+            )
+            self._count(
+                surface, (left, y + 2 * row, right, bottom), count, bool(faults), centre=True
+            )
             return
         gap = max(2, height // 24)
         icon = round(min(height * 0.64, width * 0.34))
-        glyphs.emotion_face(surface.draw, (left, top, left + icon, top + icon), face.emotion,
-                            accent, palette.background)
-        surface.text((left + icon + 2 * gap, top, right, top + icon), word, accent,
-                     largest=round(icon * 0.66), smallest=10)
+        glyphs.emotion_face(
+            surface.draw,
+            (left, top, left + icon, top + icon),
+            face.emotion,
+            accent,
+            palette.background,
+        )
+        surface.text(
+            (left + icon + 2 * gap, top, right, top + icon),
+            word,
+            accent,
+            largest=round(icon * 0.66),
+            smallest=10,
+        )
         row = (left, top + icon + gap, right, bottom)
         used = self._count(surface, row, count, bool(faults))
-        surface.text((left, row[1], used - gap, bottom), details, palette.text,
-                     largest=round((bottom - row[1]) * 0.8))
+        surface.text(
+            (left, row[1], used - gap, bottom),
+            details,
+            palette.text,
+            largest=round((bottom - row[1]) * 0.8),
+        )
 
-    def _count(self, surface: Surface, row: Box, count: str, warn: bool,
-               centre: bool = False) -> int:
+    def _count(
+        self, surface: Surface, row: Box, count: str, warn: bool, centre: bool = False
+    ) -> int:
         """Person glyph and face count (and a warning sign while faulty), right-aligned
         in `row` or centred; returns the left edge used."""
         palette = self.palette
@@ -373,13 +433,15 @@ class Renderer:
         start = left + (right - left - total) // 2 if centre else right - total
         x, y = start, top + (height - glyph) // 2
         if warn:
-            glyphs.warning(surface.draw, (x, y, x + glyph, y + glyph), palette.fault,
-                           palette.background)
+            glyphs.warning(
+                surface.draw, (x, y, x + glyph, y + glyph), palette.fault, palette.background
+            )
             x += glyph + 2 * gap
         glyphs.person(surface.draw, (x, y, x + glyph, y + glyph), palette.muted)
         x += glyph + gap
-        surface.text((x, top, x + text_w, bottom), count, palette.text, largest=face.size,
-                     smallest=face.size)
+        surface.text(
+            (x, top, x + text_w, bottom), count, palette.text, largest=face.size, smallest=face.size
+        )
         return start
 
     def _idle(self, surface: Surface, box: Box, state: DisplayState) -> None:
@@ -389,13 +451,15 @@ class Renderer:
             first = ("camera starting", palette.warn)
         else:
             first = (f"{state.fps:.1f} fps", palette.ok)
-        broker = {"connected": ("MQTT connected", palette.ok),
-                  "connecting": ("MQTT connecting", palette.warn),
-                  "disabled": ("MQTT off", palette.muted)}.get(
-                      state.broker, (f"MQTT {state.broker}", palette.fault))
+        broker = {
+            "connected": ("MQTT connected", palette.ok),
+            "connecting": ("MQTT connecting", palette.warn),
+            "disabled": ("MQTT off", palette.muted),
+        }.get(state.broker, (f"MQTT {state.broker}", palette.fault))
         rows = [first, broker, (state.ip or "no network", palette.text)]
-        surface.rows((left, top, right, bottom), rows,
-                     largest=round((bottom - top) / len(rows) * 0.8))
+        surface.rows(
+            (left, top, right, bottom), rows, largest=round((bottom - top) / len(rows) * 0.8)
+        )
 
     def _fault(self, surface: Surface, box: Box, faults: list[str], wall: float) -> None:
         """A banner and every fault in words; when they do not all fit legibly, one at a
@@ -409,19 +473,27 @@ class Renderer:
         largest = max(12, (body[3] - body[1]) // 2)
         legible = max(11, round(height * 0.07))
         title = "FAULT" if len(faults) == 1 else f"{len(faults)} FAULTS"
-        fitted = surface.wrapped(faults, body[2] - body[0], body[3] - body[1], largest,
-                                 legible)
+        fitted = surface.wrapped(faults, body[2] - body[0], body[3] - body[1], largest, legible)
         if fitted is None:
             index = int(wall // FAULT_PAGE_S) % len(faults)
             title = f"FAULT {index + 1}/{len(faults)}"
-            fitted = surface.wrapped([faults[index]], body[2] - body[0], body[3] - body[1],
-                                     largest, 9)
+            fitted = surface.wrapped(
+                [faults[index]], body[2] - body[0], body[3] - body[1], largest, 9
+            )
             if fitted is None:  # still too long: as much as fits at the smallest size
                 face = font(9)
                 fitted = face, [_wrap(faults[index], face, body[2] - body[0])]
         surface.draw.rectangle([left, top, right - 1, top + bar - 1], fill=palette.fault)
-        glyphs.warning(surface.draw, (left + 2 * pad, top + pad, left + 2 * pad + bar - 2 * pad,
-                                      top + bar - pad), palette.background, palette.fault)
-        surface.text((left + bar + 2 * pad, top, right - pad, top + bar), title,
-                     palette.background, largest=bar - 2)
+        glyphs.warning(
+            surface.draw,
+            (left + 2 * pad, top + pad, left + 2 * pad + bar - 2 * pad, top + bar - pad),
+            palette.background,
+            palette.fault,
+        )
+        surface.text(
+            (left + bar + 2 * pad, top, right - pad, top + bar),
+            title,
+            palette.background,
+            largest=bar - 2,
+        )
         surface.paragraphs(body, *fitted, palette.text)

@@ -55,8 +55,10 @@ class Connection:
     tls: ssl.SSLContext | None
 
     def __repr__(self) -> str:  # never show the password
-        return (f"Connection({self.host}:{self.port}, MQTT {self.protocol}, "
-                f"user={self.username or '-'}, tls={self.tls is not None})")
+        return (
+            f"Connection({self.host}:{self.port}, MQTT {self.protocol}, "
+            f"user={self.username or '-'}, tls={self.tls is not None})"
+        )
 
     @property
     def address(self) -> str:
@@ -81,16 +83,32 @@ class Connection:
     def from_config(cls, mqtt: MqttConfig) -> Connection:
         if not mqtt.host:
             raise ConfigError("mqtt.host: must not be empty")
-        return cls(mqtt.host, mqtt.port, mqtt.protocol, mqtt.keepalive_s, mqtt.username,
-                   _password(mqtt), _tls_context(mqtt))
+        return cls(
+            mqtt.host,
+            mqtt.port,
+            mqtt.protocol,
+            mqtt.keepalive_s,
+            mqtt.username,
+            _password(mqtt),
+            _tls_context(mqtt),
+        )
 
-    def new_client(self, client_id: str, *, will: tuple[str, str] | None = None,
-                   connect_timeout_s: float = CONNECT_TIMEOUT_S) -> paho.Client:
+    def new_client(
+        self,
+        client_id: str,
+        *,
+        will: tuple[str, str] | None = None,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    ) -> paho.Client:
         """A fresh paho client (callback API 2) set up for this connection, not yet connected."""
         v5 = self.protocol == "5"
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, userdata={},
-                             protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
-                             clean_session=None if v5 else True)
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            userdata={},
+            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+            clean_session=None if v5 else True,
+        )
         if self.username:
             client.username_pw_set(self.username, self.password)
         if self.tls is not None:
@@ -113,8 +131,7 @@ class Connection:
                 client.connect(self.host, self.port, self.keepalive_s)
         except (OSError, ValueError) as error:
             reason = describe_error(error)
-            raise MqttError(f"cannot reach MQTT broker {self.address}: {reason}",
-                            reason) from None
+            raise MqttError(f"cannot reach MQTT broker {self.address}: {reason}", reason) from None
 
 
 _SSL_LOCATION = re.compile(r"\s*\(_ssl\.c:\d+\)")
@@ -142,14 +159,18 @@ def _password(mqtt: MqttConfig) -> str | None:
         try:
             return path.read_text(encoding="utf-8").rstrip("\r\n")
         except FileNotFoundError:
-            raise ConfigError(f"mqtt.password_file = {mqtt.password_file!r}: "
-                              "file not found") from None
+            raise ConfigError(
+                f"mqtt.password_file = {mqtt.password_file!r}: file not found"
+            ) from None
         except UnicodeDecodeError:  # its message would quote a byte of the password
-            raise ConfigError(f"mqtt.password_file = {mqtt.password_file!r}: "
-                              "not UTF-8 text") from None
+            raise ConfigError(
+                f"mqtt.password_file = {mqtt.password_file!r}: not UTF-8 text"
+            ) from None
         except OSError as error:
-            raise ConfigError(f"mqtt.password_file = {mqtt.password_file!r}: "
-                              f"cannot read ({error.strerror or error})") from None
+            raise ConfigError(
+                f"mqtt.password_file = {mqtt.password_file!r}: "
+                f"cannot read ({error.strerror or error})"
+            ) from None
     if mqtt.username:
         return os.environ.get(PASSWORD_ENV)
     return None
@@ -167,14 +188,17 @@ def _tls_context(mqtt: MqttConfig) -> ssl.SSLContext | None:
     try:
         context = ssl.create_default_context(cafile=mqtt.tls_ca or None)
     except (ssl.SSLError, OSError) as error:
-        raise ConfigError(f"mqtt.tls_ca = {mqtt.tls_ca!r}: not a usable CA file "
-                          f"({describe_error(error)})") from None
+        raise ConfigError(
+            f"mqtt.tls_ca = {mqtt.tls_ca!r}: not a usable CA file ({describe_error(error)})"
+        ) from None
     if mqtt.tls_cert:
         try:
             context.load_cert_chain(mqtt.tls_cert, mqtt.tls_key or None)
         except (ssl.SSLError, OSError) as error:
-            raise ConfigError(f"mqtt.tls_cert = {mqtt.tls_cert!r}: not a usable certificate "
-                              f"and key ({describe_error(error)})") from None
+            raise ConfigError(
+                f"mqtt.tls_cert = {mqtt.tls_cert!r}: not a usable certificate "
+                f"and key ({describe_error(error)})"
+            ) from None
     return context
 
 
@@ -217,14 +241,13 @@ class Backoff:
     doubles from `low` up to `high`, so a fleet restarted together does not reconnect in
     lockstep."""
 
-    def __init__(self, low: float, high: float,
-                 rng: Callable[[], float] = random.random) -> None:
+    def __init__(self, low: float, high: float, rng: Callable[[], float] = random.random) -> None:
         self.low, self.high = low, max(low, high)
         self._rng = rng
         self._attempt = 0
 
     def next(self) -> float:
-        delay = min(self.high, self.low * 2.0 ** self._attempt)
+        delay = min(self.high, self.low * 2.0**self._attempt)
         self._attempt = min(self._attempt + 1, 64)
         return delay / 2 + self._rng() * delay / 2
 
@@ -232,8 +255,12 @@ class Backoff:
         self._attempt = 0
 
 
-def connect_once(connection: Connection, client_id: str, timeout_s: float,
-                 setup: Callable[[paho.Client], None] | None = None) -> paho.Client:
+def connect_once(
+    connection: Connection,
+    client_id: str,
+    timeout_s: float,
+    setup: Callable[[paho.Client], None] | None = None,
+) -> paho.Client:
     """Connect and wait for a successful CONNACK, or raise MqttError with the reason.
     Returns the connected client (its network loop not started)."""
     client = connection.new_client(client_id, connect_timeout_s=max(0.1, timeout_s))
@@ -251,13 +278,16 @@ def connect_once(connection: Connection, client_id: str, timeout_s: float,
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             client.disconnect()
-            raise MqttError(f"MQTT broker {connection.address} did not answer within "
-                            f"{timeout_s:g} s")
+            raise MqttError(
+                f"MQTT broker {connection.address} did not answer within {timeout_s:g} s"
+            )
         rc = client.loop(timeout=min(0.1, remaining))
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS and "reason" not in result:
             cause = last_error(client) or describe_rc(rc)
-            raise MqttError(f"MQTT broker {connection.address} closed the connection "
-                            f"({cause})", f"connection closed ({cause})")
+            raise MqttError(
+                f"MQTT broker {connection.address} closed the connection ({cause})",
+                f"connection closed ({cause})",
+            )
     reason = result["reason"]
     if reason.is_failure:
         client.disconnect()

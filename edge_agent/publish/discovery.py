@@ -34,43 +34,77 @@ def status_topic(discovery_prefix: str) -> str:
     return f"{discovery_prefix.rstrip('/')}/status"
 
 
-def discovery_messages(device_id: str, topics: Topics, discovery_prefix: str, *,
-                       stats_interval_s: float) -> list[tuple[str, dict[str, Any]]]:
+def discovery_messages(
+    device_id: str, topics: Topics, discovery_prefix: str, *, stats_interval_s: float
+) -> list[tuple[str, dict[str, Any]]]:
     """(topic, config) for each entity, in a stable order."""
     node = node_id(device_id)
     prefix = discovery_prefix.rstrip("/")
     common: dict[str, Any] = {
-        "availability": [{"topic": topics.availability, "payload_available": ONLINE,
-                          "payload_not_available": OFFLINE}],
-        "device": {"identifiers": [f"edge_agent_{node}"], "name": device_id,
-                   "manufacturer": "edge-agent", "model": "Face emotion, age and gender sensor",
-                   "sw_version": __version__},
+        "availability": [
+            {
+                "topic": topics.availability,
+                "payload_available": ONLINE,
+                "payload_not_available": OFFLINE,
+            }
+        ],
+        "device": {
+            "identifiers": [f"edge_agent_{node}"],
+            "name": device_id,
+            "manufacturer": "edge-agent",
+            "model": "Face emotion, age and gender sensor",
+            "sw_version": __version__,
+        },
         "origin": {"name": "edge-agent", "sw_version": __version__},
         "has_entity_name": True,
     }
     entities: list[tuple[str, str, dict[str, Any]]] = [
-        ("sensor", "dominant_emotion", {
-            "name": "Dominant emotion", "icon": "mdi:emoticon-outline",
-            "state_topic": topics.state,
-            "value_template": "{{ value_json.dominant_emotion or 'none' }}",
-            "json_attributes_topic": topics.state,
-        }),
-        ("sensor", "face_count", {
-            "name": "Faces", "icon": "mdi:account-group", "state_class": "measurement",
-            "state_topic": topics.state, "value_template": "{{ value_json.face_count }}",
-        }),
-        ("sensor", "fps", {
-            "name": "Frame rate", "icon": "mdi:speedometer", "unit_of_measurement": "fps",
-            "state_class": "measurement", "entity_category": "diagnostic",
-            "state_topic": topics.stats,
-            "value_template": "{{ value_json.fps | default(none) }}",
-            "expire_after": int(3 * stats_interval_s) + 1,
-        }),
-        ("binary_sensor", "face_present", {
-            "name": "Face present", "device_class": "occupancy",
-            "state_topic": topics.state,
-            "value_template": "{{ 'ON' if value_json.face_count > 0 else 'OFF' }}",
-        }),
+        (
+            "sensor",
+            "dominant_emotion",
+            {
+                "name": "Dominant emotion",
+                "icon": "mdi:emoticon-outline",
+                "state_topic": topics.state,
+                "value_template": "{{ value_json.dominant_emotion or 'none' }}",
+                "json_attributes_topic": topics.state,
+            },
+        ),
+        (
+            "sensor",
+            "face_count",
+            {
+                "name": "Faces",
+                "icon": "mdi:account-group",
+                "state_class": "measurement",
+                "state_topic": topics.state,
+                "value_template": "{{ value_json.face_count }}",
+            },
+        ),
+        (
+            "sensor",
+            "fps",
+            {
+                "name": "Frame rate",
+                "icon": "mdi:speedometer",
+                "unit_of_measurement": "fps",
+                "state_class": "measurement",
+                "entity_category": "diagnostic",
+                "state_topic": topics.stats,
+                "value_template": "{{ value_json.fps | default(none) }}",
+                "expire_after": int(3 * stats_interval_s) + 1,
+            },
+        ),
+        (
+            "binary_sensor",
+            "face_present",
+            {
+                "name": "Face present",
+                "device_class": "occupancy",
+                "state_topic": topics.state,
+                "value_template": "{{ 'ON' if value_json.face_count > 0 else 'OFF' }}",
+            },
+        ),
     ]
     messages = []
     for component, object_id, config in entities:

@@ -76,8 +76,14 @@ def event_payload(event: TrackEvent, *, device: str, ts: str) -> dict[str, Any]:
 
 def face_entry(face: FaceResult) -> dict[str, Any]:
     """One face of `state`."""
-    return {"track": face.track, "emotion": face.emotion, "emotion_scores": face.emotion_scores,
-            "age": face.age, "gender": face.gender, "gender_score": face.gender_score}
+    return {
+        "track": face.track,
+        "emotion": face.emotion,
+        "emotion_scores": face.emotion_scores,
+        "age": face.age,
+        "gender": face.gender,
+        "gender_score": face.gender_score,
+    }
 
 
 def dominant_emotion(faces: list[dict[str, Any]]) -> str | None:
@@ -103,8 +109,15 @@ def state_payload(body: dict[str, Any], *, device: str, updated_at: str) -> dict
     return {"device": device, "updated_at": updated_at, **body}
 
 
-def stats_payload(stats: dict[str, Any], *, device: str, ts: str, accelerator: str,
-                  outbox_depth: int, events_dropped: int) -> dict[str, Any]:
+def stats_payload(
+    stats: dict[str, Any],
+    *,
+    device: str,
+    ts: str,
+    accelerator: str,
+    outbox_depth: int,
+    events_dropped: int,
+) -> dict[str, Any]:
     payload: dict[str, Any] = {"device": device, "ts": ts, "accelerator": accelerator}
     payload.update(stats)
     payload.update(outbox_depth=outbox_depth, events_dropped=events_dropped)
@@ -120,6 +133,9 @@ def load_schema(name: str) -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of one payload kind, from the installed package."""
     if name not in SCHEMA_NAMES:
         raise KeyError(f"no schema named {name!r} (known: {', '.join(SCHEMA_NAMES)})")
-    text = resources.files("edge_agent").joinpath("schemas", f"{name}.schema.json").read_text(
-        encoding="utf-8")
+    text = (
+        resources.files("edge_agent")
+        .joinpath("schemas", f"{name}.schema.json")
+        .read_text(encoding="utf-8")
+    )
     return json.loads(text)

@@ -150,15 +150,19 @@ class MqttPublisher:
         if self._stopped:
             raise RuntimeError("MqttPublisher cannot be restarted after stop()")
         mqtt = self._mqtt
-        self._outbox = Outbox(self.outbox_path, max_events=mqtt.outbox_max_events,
-                              max_bytes=mqtt.outbox_max_bytes, sync=mqtt.outbox_sync)
+        self._outbox = Outbox(
+            self.outbox_path,
+            max_events=mqtt.outbox_max_events,
+            max_bytes=mqtt.outbox_max_bytes,
+            sync=mqtt.outbox_sync,
+        )
         if self._outbox.depth:
-            log.info("outbox holds %d unsent event(s); they go out first",
-                     self._outbox.depth)
+            log.info("outbox holds %d unsent event(s); they go out first", self._outbox.depth)
         self._state_body = state_body([])
         with self._lock:
-            self._pending_state = state_payload(self._state_body, device=self.device_id,
-                                                updated_at=iso_utc(time.time()))
+            self._pending_state = state_payload(
+                self._state_body, device=self.device_id, updated_at=iso_utc(time.time())
+            )
         self._status = "connecting"
         self._thread = threading.Thread(target=self._run, name="edge-agent-mqtt", daemon=True)
         self._thread.start()
@@ -176,8 +180,9 @@ class MqttPublisher:
         changed = False
         if result.events:
             ts = iso_utc(wall)
-            payloads = [event_payload(event, device=self.device_id, ts=ts)
-                        for event in result.events]
+            payloads = [
+                event_payload(event, device=self.device_id, ts=ts) for event in result.events
+            ]
             try:
                 outbox.append(self.topics.events, payloads, seq_key=self.device_id)
             except sqlite3.Error as error:
@@ -285,8 +290,7 @@ class MqttPublisher:
         delay = backoff.next()
         self._status = failure
         level = logging.DEBUG if failure == self._last_failure else logging.WARNING
-        log.log(level, "MQTT %s: %s; retrying in %.1f s", self.connection.address, failure,
-                delay)
+        log.log(level, "MQTT %s: %s; retrying in %.1f s", self.connection.address, failure, delay)
         self._last_failure = failure
         deadline = time.monotonic() + delay
         while not self._stopping.is_set():
@@ -305,8 +309,9 @@ class MqttPublisher:
 
     def _connection(self) -> str | None:
         """One connection from CONNECT to its end. Returns why it ended (None: stopped)."""
-        client = self.connection.new_client(self.client_id,
-                                            will=(self.topics.availability, OFFLINE))
+        client = self.connection.new_client(
+            self.client_id, will=(self.topics.availability, OFFLINE)
+        )
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -338,8 +343,9 @@ class MqttPublisher:
                 elif now > connack_deadline:
                     self._close(client)
                     return "disconnected: the broker did not answer CONNECT"
-            if self._stopping.is_set() and (now >= self._stop_deadline
-                                            or (self._connected and self._flushed())):
+            if self._stopping.is_set() and (
+                now >= self._stop_deadline or (self._connected and self._flushed())
+            ):
                 self._shutdown(client)  # (a connection still being set up is waited for)
                 return None
             if self._connected:
@@ -350,8 +356,11 @@ class MqttPublisher:
                 return f"disconnected: {cause}"
             pending = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
             readable, writable, _ = select.select(
-                [sock, self._wake_r], [sock] if client.want_write() else [], [],
-                0.0 if pending else self._timeout(now))
+                [sock, self._wake_r],
+                [sock] if client.want_write() else [],
+                [],
+                0.0 if pending else self._timeout(now),
+            )
             if self._wake_r in readable:
                 self._drain_wake()
             if pending or sock in readable:
@@ -375,18 +384,26 @@ class MqttPublisher:
             return max(0.0, min(1.0, due))
         return 1.0
 
-    def _on_connect(self, _client: paho.Client, _userdata: Any, _flags: Any,
-                    reason: ReasonCode, properties: Any) -> None:
+    def _on_connect(
+        self, _client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, properties: Any
+    ) -> None:
         self._connack = (reason, properties)
 
-    def _on_disconnect(self, _client: paho.Client, _userdata: Any, _flags: Any,
-                       reason: ReasonCode, _properties: Any) -> None:
+    def _on_disconnect(
+        self,
+        _client: paho.Client,
+        _userdata: Any,
+        _flags: Any,
+        reason: ReasonCode,
+        _properties: Any,
+    ) -> None:
         self._connected = False
         if reason is not None and reason.is_failure:
             self._disconnect_reason = str(reason).lower()
 
-    def _on_publish(self, _client: paho.Client, _userdata: Any, mid: int,
-                    reason: ReasonCode, _properties: Any) -> None:
+    def _on_publish(
+        self, _client: paho.Client, _userdata: Any, mid: int, reason: ReasonCode, _properties: Any
+    ) -> None:
         if mid not in self._inflight:
             return
         row_id = self._inflight.pop(mid)
@@ -399,8 +416,7 @@ class MqttPublisher:
             self._acked_since = time.monotonic()
         self._acked.append(row_id)
 
-    def _on_message(self, _client: paho.Client, _userdata: Any,
-                    message: paho.MQTTMessage) -> None:
+    def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
         if message.payload.strip().lower() == ONLINE.encode():
             log.info("Home Assistant came online; sending discovery again")
             self._resend_discovery = True
@@ -426,16 +442,22 @@ class MqttPublisher:
 
     def _queue_discovery(self) -> None:
         for topic, config in discovery_messages(
-                self.device_id, self.topics, self._mqtt.discovery_prefix,
-                stats_interval_s=self._mqtt.stats_interval_s):
+            self.device_id,
+            self.topics,
+            self._mqtt.discovery_prefix,
+            stats_interval_s=self._mqtt.stats_interval_s,
+        ):
             self._control.append((topic, dumps(config), 1, True))
 
     def _pump(self, client: paho.Client, now: float) -> None:
         """Send what may go now: control messages, then state, stats, then the backlog."""
         outbox = self._outbox
         assert outbox is not None
-        if self._acked and (len(self._acked) >= ACK_BATCH or self._stopping.is_set()
-                            or now - self._acked_since >= ACK_DELAY_S):
+        if self._acked and (
+            len(self._acked) >= ACK_BATCH
+            or self._stopping.is_set()
+            or now - self._acked_since >= ACK_DELAY_S
+        ):
             outbox.delete(self._acked)
             self._acked = []
         if self._resend_discovery:
@@ -445,8 +467,10 @@ class MqttPublisher:
         while self._control and len(self._inflight) < self._window:
             if not self._send(client, *self._control.popleft()):
                 return
-        if (len(self._inflight) < self._window
-                and now - self._last_state_sent >= self._mqtt.state_interval_s):
+        if (
+            len(self._inflight) < self._window
+            and now - self._last_state_sent >= self._mqtt.state_interval_s
+        ):
             with self._lock:
                 state, self._pending_state = self._pending_state, None
             if state is not None:
@@ -456,10 +480,14 @@ class MqttPublisher:
         with self._lock:
             stats, self._pending_stats = self._pending_stats, None
         if stats is not None:
-            payload = stats_payload(stats[0], device=self.device_id, ts=iso_utc(stats[1]),
-                                    accelerator=self.accelerator,
-                                    outbox_depth=outbox.depth,
-                                    events_dropped=self.events_dropped)
+            payload = stats_payload(
+                stats[0],
+                device=self.device_id,
+                ts=iso_utc(stats[1]),
+                accelerator=self.accelerator,
+                outbox_depth=outbox.depth,
+                events_dropped=self.events_dropped,
+            )
             if not self._send(client, self.topics.stats, dumps(payload), 0, True):
                 return
         while len(self._inflight) < self._window:
@@ -471,8 +499,15 @@ class MqttPublisher:
                     return
                 self._cursor = row_id
 
-    def _send(self, client: paho.Client, topic: str, payload: bytes, qos: int, retain: bool,
-              row_id: int | None = None) -> bool:
+    def _send(
+        self,
+        client: paho.Client,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        row_id: int | None = None,
+    ) -> bool:
         info = client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             return False
@@ -483,15 +518,19 @@ class MqttPublisher:
     def _flushed(self) -> bool:
         with self._lock:
             state_pending = self._pending_state is not None
-        return (not state_pending and not self._control and not self._inflight
-                and not self._acked and self.outbox_depth == 0)
+        return (
+            not state_pending
+            and not self._control
+            and not self._inflight
+            and not self._acked
+            and self.outbox_depth == 0
+        )
 
     def _shutdown(self, client: paho.Client) -> None:
         """Publish `offline` (waiting briefly for its PUBACK), then disconnect."""
         outbox = self._outbox
         if self._connected and client.socket() is not None:
-            info = client.publish(self.topics.availability, OFFLINE.encode(), qos=1,
-                                  retain=True)
+            info = client.publish(self.topics.availability, OFFLINE.encode(), qos=1, retain=True)
             if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._inflight[info.mid] = None
                 deadline = max(self._stop_deadline, time.monotonic() + 1.0)
@@ -500,8 +539,9 @@ class MqttPublisher:
                     if remaining <= 0:
                         break
                     sock = client.socket()
-                    select.select([sock], [sock] if client.want_write() else [], [],
-                                  min(remaining, 0.1))
+                    select.select(
+                        [sock], [sock] if client.want_write() else [], [], min(remaining, 0.1)
+                    )
                     client.loop_read()
                     if client.socket() is not None and client.want_write():
                         client.loop_write()

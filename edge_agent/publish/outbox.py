@@ -39,15 +39,23 @@ CREATE TABLE IF NOT EXISTS meta (
     value INTEGER NOT NULL
 );
 """
-_SET_META = ("INSERT INTO meta(key, value) VALUES (?, ?) "
-             "ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+_SET_META = (
+    "INSERT INTO meta(key, value) VALUES (?, ?) "
+    "ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+)
 
 
 class Outbox:
     """Bounded, ordered, crash-safe queue of (topic, payload) rows with a per-key sequence."""
 
-    def __init__(self, path: Path, *, max_events: int = 100_000, max_bytes: int = 50_000_000,
-                 sync: Literal["full", "normal"] = "full") -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_events: int = 100_000,
+        max_bytes: int = 50_000_000,
+        sync: Literal["full", "normal"] = "full",
+    ) -> None:
         self.path = path
         self.max_events = max_events
         self.max_bytes = max_bytes
@@ -56,22 +64,30 @@ class Outbox:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise ConfigError(f"state.dir = {str(path.parent)!r}: cannot create "
-                              f"({error.strerror or error})") from None
+            raise ConfigError(
+                f"state.dir = {str(path.parent)!r}: cannot create ({error.strerror or error})"
+            ) from None
         try:
             self._db: sqlite3.Connection | None = self._open(sync)
         except sqlite3.DatabaseError as error:
             if not path.exists() or isinstance(error, sqlite3.OperationalError):
-                raise ConfigError(f"state.dir = {str(path.parent)!r}: cannot open the "
-                                  f"outbox {path.name} ({error})") from None
+                raise ConfigError(
+                    f"state.dir = {str(path.parent)!r}: cannot open the "
+                    f"outbox {path.name} ({error})"
+                ) from None
             aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
             # Sequence numbers must never repeat, or consumers that drop seen numbers would
             # drop new events: the new file starts them above the time in milliseconds,
             # which no device's counter reaches. The jump also tells of the possible gap.
             floor = int(time.time() * 1000)
-            log.warning("outbox %s is unreadable (%s); moved aside to %s and starting a "
-                        "new one: sequence numbers continue from %d", path, error,
-                        aside.name, floor)
+            log.warning(
+                "outbox %s is unreadable (%s); moved aside to %s and starting a "
+                "new one: sequence numbers continue from %d",
+                path,
+                error,
+                aside.name,
+                floor,
+            )
             path.rename(aside)
             for suffix in ("-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
@@ -82,8 +98,7 @@ class Outbox:
         self._dropped = self._meta("dropped")
 
     def _open(self, sync: str) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                             timeout=5.0)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
         try:
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
@@ -159,8 +174,11 @@ class Outbox:
         dropped = 0
         while count > self.max_events or size > self.max_bytes:
             batch = max(count - self.max_events, 64)
-            victims = self._conn().execute("SELECT id, size FROM outbox ORDER BY id LIMIT ?",
-                                       (batch,)).fetchall()
+            victims = (
+                self._conn()
+                .execute("SELECT id, size FROM outbox ORDER BY id LIMIT ?", (batch,))
+                .fetchall()
+            )
             if not victims:
                 break
             last = None
@@ -176,9 +194,14 @@ class Outbox:
         if limit <= 0:
             return []
         with self._lock:
-            return self._conn().execute(
-                "SELECT id, topic, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
-                (after_id, limit)).fetchall()
+            return (
+                self._conn()
+                .execute(
+                    "SELECT id, topic, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+                    (after_id, limit),
+                )
+                .fetchall()
+            )
 
     def delete(self, ids: Iterable[int]) -> None:
         """Forget acknowledged rows (ids already trimmed away are ignored)."""
@@ -196,10 +219,11 @@ class Outbox:
                 removed = 0
                 freed = 0
                 for start in range(0, len(ids), 500):
-                    chunk = ids[start:start + 500]
+                    chunk = ids[start : start + 500]
                     marks = ",".join("?" * len(chunk))
                     for (row_size,) in db.execute(
-                            f"DELETE FROM outbox WHERE id IN ({marks}) RETURNING size", chunk):
+                        f"DELETE FROM outbox WHERE id IN ({marks}) RETURNING size", chunk
+                    ):
                         removed += 1
                         freed += row_size
                 db.execute("COMMIT")

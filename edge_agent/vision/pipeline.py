@@ -21,24 +21,28 @@ from edge_agent.vision.manifest import DEFAULT_MODELS_DIR, ModelFile, resolve
 from edge_agent.vision.runtime import AcceleratorChoice, TfliteModel
 from edge_agent.vision.track import Tracker, TrackerSettings
 
-BLAZEFACE = {"short_range": ("blazeface_short_range", SHORT_RANGE),
-             "full_range": ("blazeface_full_range", FULL_RANGE)}
+BLAZEFACE = {
+    "short_range": ("blazeface_short_range", SHORT_RANGE),
+    "full_range": ("blazeface_full_range", FULL_RANGE),
+}
 CLASSIFIER_MODELS = {"emotion": "emotion_mini_xception", "age": "age_v1", "gender": "gender_v1"}
 
 
 def models_needed(config: Config) -> list[str]:
     """Manifest names of the models a config loads (an SSD file is not in the manifest)."""
-    detector = [BLAZEFACE[config.detector.model][0]] if config.detector.model in BLAZEFACE \
-        else []
-    return detector + [name for task, name in CLASSIFIER_MODELS.items()
-                       if getattr(config.classifier, task)]
+    detector = [BLAZEFACE[config.detector.model][0]] if config.detector.model in BLAZEFACE else []
+    return detector + [
+        name for task, name in CLASSIFIER_MODELS.items() if getattr(config.classifier, task)
+    ]
 
 
 def tracker_settings(config: Config) -> TrackerSettings:
     tracker, rate = config.tracker, config.classifier.rate_hz
     return TrackerSettings(
-        match_iou=tracker.match_iou, confirm_hits=tracker.confirm_hits,
-        lost_after_s=tracker.lost_after_s, smoothing_s=tracker.smoothing_s,
+        match_iou=tracker.match_iou,
+        confirm_hits=tracker.confirm_hits,
+        lost_after_s=tracker.lost_after_s,
+        smoothing_s=tracker.smoothing_s,
         emotion_hold_s=tracker.emotion_hold_s,
         classify_interval_s=0.0 if rate <= 0 else 1.0 / rate,
     )
@@ -55,13 +59,16 @@ class Pipeline:
         threads = config.models.num_threads
 
         def load(name: str) -> TfliteModel:
-            return TfliteModel(resolve(name, variant, models_dir), self.accelerator,
-                               num_threads=threads)
+            return TfliteModel(
+                resolve(name, variant, models_dir), self.accelerator, num_threads=threads
+            )
 
         self.detector: Detector = self._detector(config, load)
         classifier = config.classifier
-        models = {task: load(name) if getattr(classifier, task) else None
-                  for task, name in CLASSIFIER_MODELS.items()}
+        models = {
+            task: load(name) if getattr(classifier, task) else None
+            for task, name in CLASSIFIER_MODELS.items()
+        }
         self.classifier = FaceClassifier(**models, level_faces=classifier.level_faces)
         self.tracker = Tracker(tracker_settings(config))
 
@@ -69,16 +76,26 @@ class Pipeline:
         detector = config.detector
         if detector.model in BLAZEFACE:
             name, spec = BLAZEFACE[detector.model]
-            return BlazeFaceDetector(load(name), spec, score_threshold=detector.score_threshold,
-                                     min_face_size=detector.min_face_size)
+            return BlazeFaceDetector(
+                load(name),
+                spec,
+                score_threshold=detector.score_threshold,
+                min_face_size=detector.min_face_size,
+            )
         path = Path(detector.model)
         if not path.is_file():
-            raise ModelError(f"detector.model = {detector.model!r}: not 'short_range', "
-                             "'full_range' or an existing SSD .tflite file")
-        model = TfliteModel(ModelFile(path.stem, "int8", path, {}), self.accelerator,
-                            num_threads=config.models.num_threads)
-        return SsdDetector(model, score_threshold=detector.score_threshold,
-                           min_face_size=detector.min_face_size)
+            raise ModelError(
+                f"detector.model = {detector.model!r}: not 'short_range', "
+                "'full_range' or an existing SSD .tflite file"
+            )
+        model = TfliteModel(
+            ModelFile(path.stem, "int8", path, {}),
+            self.accelerator,
+            num_threads=config.models.num_threads,
+        )
+        return SsdDetector(
+            model, score_threshold=detector.score_threshold, min_face_size=detector.min_face_size
+        )
 
     def apply_tunables(self, config: Config) -> None:
         """Take new thresholds and rates from a reloaded config without reloading models."""
@@ -103,9 +120,11 @@ class Pipeline:
         events = self.tracker.drain_events()
         faces = [track.result() for track in tracks]
         done = clock()
-        stages = {"detect": (detected - start) * 1e3,
-                  "classify": (classified - tracked) * 1e3,
-                  "track": ((tracked - detected) + (done - classified)) * 1e3}
+        stages = {
+            "detect": (detected - start) * 1e3,
+            "classify": (classified - tracked) * 1e3,
+            "track": ((tracked - detected) + (done - classified)) * 1e3,
+        }
         return FrameResult(frame.index, frame.t, faces, events, stages)
 
     def expire(self, t: float) -> list[TrackEvent]:

@@ -117,12 +117,15 @@ class TfliteModel:
         path = self.path
         self.runs_on: str = "edgetpu" if path.name.endswith(EDGETPU_SUFFIX) else "cpu"
         if self.runs_on == "edgetpu" and accelerator.delegate is None:
-            raise ModelError(f"{path.name} is compiled for the Edge TPU and needs a Coral "
-                             f"(accelerator = {accelerator.requested!r}, none in use)")
+            raise ModelError(
+                f"{path.name} is compiled for the Edge TPU and needs a Coral "
+                f"(accelerator = {accelerator.requested!r}, none in use)"
+            )
         delegates = [accelerator.delegate] if self.runs_on == "edgetpu" else []
         try:
             self._interpreter = Interpreter(
-                model_path=str(path), experimental_delegates=delegates or None,
+                model_path=str(path),
+                experimental_delegates=delegates or None,
                 num_threads=num_threads,
             )
             self._interpreter.allocate_tensors()
@@ -153,9 +156,7 @@ class TfliteModel:
             return
         if not self.dynamic_batch:
             raise ValueError(f"{self.path.name} takes batch {self._batch}, got {batch}")
-        self._interpreter.resize_tensor_input(
-            self._input["index"], [batch, *self.input_shape[1:]]
-        )
+        self._interpreter.resize_tensor_input(self._input["index"], [batch, *self.input_shape[1:]])
         self._interpreter.allocate_tensors()
         self._outputs = self._interpreter.get_output_details()
         self._batch = batch

@@ -33,15 +33,19 @@ class FaceAttributes:
 def _run_batched(model: TfliteModel, batch: np.ndarray) -> np.ndarray:
     if model.max_batch is None or len(batch) <= model.max_batch:
         return model.run(batch)[0]
-    return np.concatenate([model.run(batch[i:i + 1])[0] for i in range(len(batch))])
+    return np.concatenate([model.run(batch[i : i + 1])[0] for i in range(len(batch))])
 
 
 class FaceClassifier:
     """Emotion, age and gender for a list of faces; any of the three may be switched off."""
 
     def __init__(
-        self, emotion: TfliteModel | None, age: TfliteModel | None, gender: TfliteModel | None,
-        *, level_faces: bool = True,
+        self,
+        emotion: TfliteModel | None,
+        age: TfliteModel | None,
+        gender: TfliteModel | None,
+        *,
+        level_faces: bool = True,
     ) -> None:
         self.emotion, self.age, self.gender = emotion, age, gender
         self.level_faces = level_faces

@@ -33,8 +33,10 @@ def _similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     d0, d1 = complex(*target[0]), complex(*target[1])
     rotation = (d1 - d0) / (s1 - s0) if s1 != s0 else 1.0
     shift = d0 - rotation * s0
-    return np.array([[rotation.real, -rotation.imag, shift.real],
-                     [rotation.imag, rotation.real, shift.imag]], dtype=np.float64)
+    return np.array(
+        [[rotation.real, -rotation.imag, shift.real], [rotation.imag, rotation.real, shift.imag]],
+        dtype=np.float64,
+    )
 
 
 def _eyes(face: Detection, level: bool) -> np.ndarray:
@@ -59,10 +61,20 @@ def chip_transform(face: Detection, size: int, style: ChipStyle, level: bool) ->
 
 
 def aligned_chip(
-    image: np.ndarray, face: Detection, size: int, style: ChipStyle, level: bool,
+    image: np.ndarray,
+    face: Detection,
+    size: int,
+    style: ChipStyle,
+    level: bool,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """The chip, warped into `out` when given (a reused buffer: no allocation per face)."""
     matrix = chip_transform(face, size, style, level)
-    return cv2.warpAffine(image, matrix, (size, size), dst=out, flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(
+        image,
+        matrix,
+        (size, size),
+        dst=out,
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )

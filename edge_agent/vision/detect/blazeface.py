@@ -68,8 +68,12 @@ def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
 
 
 def weighted_nms(
-    corners: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU,
-    *, stable: bool = False,
+    corners: np.ndarray,
+    keypoints: np.ndarray,
+    scores: np.ndarray,
+    iou: float = NMS_IOU,
+    *,
+    stable: bool = False,
 ) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """Blend each cluster of overlapping boxes by score, keeping the cluster's best score.
 
@@ -96,7 +100,10 @@ def weighted_nms(
 
 
 def decode(
-    regressors: np.ndarray, logits: np.ndarray, anchors: np.ndarray, spec: AnchorSpec,
+    regressors: np.ndarray,
+    logits: np.ndarray,
+    anchors: np.ndarray,
+    spec: AnchorSpec,
     threshold: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The anchors scoring at least `threshold`, decoded in pixels of the model input.
@@ -117,7 +124,7 @@ def decode(
     cy = raw[:, 1] + centres[:, 1] * size
     half_w, half_h = raw[:, 2] / 2, raw[:, 3] / 2
     corners = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1)
-    points = raw[:, 4:4 + 2 * NUM_KEYPOINTS].reshape(-1, NUM_KEYPOINTS, 2)
+    points = raw[:, 4 : 4 + 2 * NUM_KEYPOINTS].reshape(-1, NUM_KEYPOINTS, 2)
     points = points + centres[:, None, :] * size
     return corners, points, scores
 
@@ -133,7 +140,11 @@ class BlazeFaceDetector:
     """BlazeFace on any frame size: letterboxed in, padding undone on the way out."""
 
     def __init__(
-        self, model: TfliteModel, spec: AnchorSpec, *, score_threshold: float = 0.65,
+        self,
+        model: TfliteModel,
+        spec: AnchorSpec,
+        *,
+        score_threshold: float = 0.65,
         min_face_size: float = 0.0,
     ) -> None:
         self.model = model
@@ -161,9 +172,8 @@ class BlazeFaceDetector:
             self._input.fill(-1.0)
             self._resized = np.empty((new_h, new_w, 3), np.uint8)
             self._layout = layout
-        resized = cv2.resize(image, (new_w, new_h), dst=self._resized,
-                             interpolation=cv2.INTER_AREA)
-        target = self._input[0, pad_y:pad_y + new_h, pad_x:pad_x + new_w]
+        resized = cv2.resize(image, (new_w, new_h), dst=self._resized, interpolation=cv2.INTER_AREA)
+        target = self._input[0, pad_y : pad_y + new_h, pad_x : pad_x + new_w]
         # Frames are BGR (OpenCV and picamera2's RGB888 agree on that); the model wants RGB.
         np.multiply(resized[..., ::-1], np.float32(2.0 / 255.0), out=target, casting="unsafe")
         target -= np.float32(1.0)
@@ -178,7 +188,8 @@ class BlazeFaceDetector:
         regressors = next(o for o in outputs if o.shape[-1] == 16)[0]
         logits = next(o for o in outputs if o.shape[-1] == 1)[0, :, 0]
         corners, points, scores = decode(
-            regressors, logits, self._anchors, self.spec, self.score_threshold)
+            regressors, logits, self._anchors, self.spec, self.score_threshold
+        )
         del outputs, regressors, logits
         if scores.size == 0:
             return []

@@ -58,8 +58,9 @@ class SsdDetector:
         try:
             self._layout = output_layout(model.output_shapes)
         except ValueError as error:
-            raise ModelError(f"{model.path.name} is not an SSD with the TFLite detection "
-                             f"post-process: {error}") from None
+            raise ModelError(
+                f"{model.path.name} is not an SSD with the TFLite detection post-process: {error}"
+            ) from None
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in a BGR uint8 frame, best first."""

@@ -59,15 +59,19 @@ class Track:
             return None
         return max(self.female_probability, 1.0 - self.female_probability)
 
-
     def result(self) -> FaceResult:
         """The track as reported, rounded once here for every output format."""
         return FaceResult(
-            self.id, tuple(round(v, 1) for v in self.box),  # type: ignore[arg-type]
-            round(self.score, 3), self.emotion, emotion_dict(self.emotion_scores),
-            None if self.age is None else round(self.age, 1), self.gender,
+            self.id,
+            tuple(round(v, 1) for v in self.box),  # type: ignore[arg-type]
+            round(self.score, 3),
+            self.emotion,
+            emotion_dict(self.emotion_scores),
+            None if self.age is None else round(self.age, 1),
+            self.gender,
             None if self.gender_score is None else round(self.gender_score, 3),
-            self.confirmed)
+            self.confirmed,
+        )
 
 
 def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
@@ -98,8 +102,11 @@ class Tracker:
         """
         self._retire(t)
         pairs = sorted(
-            ((_iou(track.box, det.box), ti, di)
-             for ti, track in enumerate(self.tracks) for di, det in enumerate(detections)),
+            (
+                (_iou(track.box, det.box), ti, di)
+                for ti, track in enumerate(self.tracks)
+                for di, det in enumerate(detections)
+            ),
             reverse=True,
         )
         assigned: dict[int, Track] = {}
@@ -128,8 +135,14 @@ class Tracker:
         for track in self.tracks:
             if t - track.last_seen > self.settings.lost_after_s:
                 if track.confirmed:
-                    self._events.append(TrackEvent("face_lost", track.last_seen, track.result(),
-                                                   duration_s=track.last_seen - track.first_seen))
+                    self._events.append(
+                        TrackEvent(
+                            "face_lost",
+                            track.last_seen,
+                            track.result(),
+                            duration_s=track.last_seen - track.first_seen,
+                        )
+                    )
             else:
                 alive.append(track)
         self.tracks = alive
@@ -149,12 +162,18 @@ class Tracker:
         track._samples += 1
         weight = max(1.0 / track._samples, 1.0 / settings.attribute_samples)
         if attributes.age is not None:
-            track.age = attributes.age if track.age is None else (
-                track.age + weight * (attributes.age - track.age))
+            track.age = (
+                attributes.age
+                if track.age is None
+                else (track.age + weight * (attributes.age - track.age))
+            )
         if attributes.female_probability is not None:
             p = attributes.female_probability
-            track.female_probability = p if track.female_probability is None else (
-                track.female_probability + weight * (p - track.female_probability))
+            track.female_probability = (
+                p
+                if track.female_probability is None
+                else (track.female_probability + weight * (p - track.female_probability))
+            )
         if attributes.emotion_scores is not None:
             self._observe_emotion(track, attributes.emotion_scores, dt, t)
 
@@ -172,8 +191,7 @@ class Tracker:
             track._candidate = None
         elif leader != track._candidate:
             track._candidate, track._candidate_since = leader, t
-        if (track._candidate is not None
-                and t - track._candidate_since >= settings.emotion_hold_s):
+        if track._candidate is not None and t - track._candidate_since >= settings.emotion_hold_s:
             previous, track.emotion, track._candidate = track.emotion, track._candidate, None
             if track.confirmed:
                 self._events.append(TrackEvent("emotion_changed", t, track.result(), previous))
@@ -193,7 +211,13 @@ class Tracker:
         """End of a finite source: every track still open is lost now."""
         for track in self.tracks:
             if track.confirmed:
-                self._events.append(TrackEvent("face_lost", t, track.result(),
-                                               duration_s=track.last_seen - track.first_seen))
+                self._events.append(
+                    TrackEvent(
+                        "face_lost",
+                        t,
+                        track.result(),
+                        duration_s=track.last_seen - track.first_seen,
+                    )
+                )
         self.tracks = []
         return self.drain_events()
