@@ -30,6 +30,7 @@ class BrokerState(StrEnum):
     CONNECTED = "connected"
     DISCONNECTED = "disconnected"
     AUTH_FAILED = "auth failed"
+    REFUSED = "refused"
 
 
 @dataclass(frozen=True, slots=True)

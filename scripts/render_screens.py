@@ -24,7 +24,7 @@ from edge_agent.config import DisplayConfig
 from edge_agent.demo.samples import DEMO_CLIP, sample
 from edge_agent.display import DisplayState, open_display
 from edge_agent.display.care import SHIFT_OFFSETS, SHIFT_PERIOD_S
-from edge_agent.types import FaceResult
+from edge_agent.types import BrokerState, BrokerStatus, FaceResult
 
 ROOT = Path(__file__).resolve().parent.parent
 # A wall-clock time at which the pixel shift is (0, 0), so shots line up with each other.
@@ -69,7 +69,7 @@ def state(
         faces=faces,
         frame=frame,
         fps=14.8,
-        broker="connected",
+        broker=BrokerStatus(BrokerState.CONNECTED),
         camera="ok",
         faults=[],
         ip="192.168.1.23",
@@ -117,7 +117,13 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     frame, faces = smiling()
     sad_frame, sad = pensive()
-    faults = state([], None, fps=0.0, camera="lost", broker="auth failed: not authorised")
+    faults = state(
+        [],
+        None,
+        fps=0.0,
+        camera="lost",
+        broker=BrokerStatus(BrokerState.AUTH_FAILED, "not authorised"),
+    )
     written = [
         shoot(OLED, state(faces, frame), args.out / "display_oled_face.png", 4),
         shoot(OLED, state([], frame), args.out / "display_oled_idle.png", 4),
@@ -125,7 +131,7 @@ def main() -> None:
         shoot(LCD, state(faces, frame), args.out / "display_lcd_face.png", 2),
         shoot(
             LCD_WIDE,
-            state(sad, sad_frame, broker="connecting"),
+            state(sad, sad_frame, broker=BrokerStatus(BrokerState.CONNECTING)),
             args.out / "display_lcd_wide_face.png",
             2,
         ),

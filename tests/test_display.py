@@ -22,7 +22,7 @@ from edge_agent.display import Display, DisplayError, DisplayState, open_display
 from edge_agent.display.care import SHIFT_OFFSETS, SHIFT_PERIOD_S, NightHours, shift_offset
 from edge_agent.display.labels import EMOTION_COLOURS
 from edge_agent.errors import ConfigError
-from edge_agent.types import FaceResult
+from edge_agent.types import BrokerState, BrokerStatus, FaceResult
 
 # A wall-clock time whose pixel shift is (0, 0).
 WALL = 1_700_000_000 // (SHIFT_PERIOD_S * len(SHIFT_OFFSETS)) * SHIFT_PERIOD_S * len(SHIFT_OFFSETS)
@@ -51,7 +51,7 @@ def state(faces: list[FaceResult] | None = None, **changes: object) -> DisplaySt
         faces=faces or [],
         frame=None,
         fps=14.8,
-        broker="connected",
+        broker=BrokerStatus(BrokerState.CONNECTED),
         camera="ok",
         faults=[],
         ip="192.168.1.23",
@@ -119,7 +119,7 @@ def test_text_stays_inside_the_panel(
     tmp_path: Path, frame: np.ndarray, size: tuple[int, int], colour: bool
 ) -> None:
     display = panel(tmp_path, width=size[0], height=size[1], color=colour)
-    long = "auth failed: not authorised"
+    long = BrokerStatus(BrokerState.AUTH_FAILED, "not authorised")
     states = [
         state([face("surprise", age=100.0, gender="female")], frame=frame),
         state([face("surprise", gender="female"), face(track=2)] * 6, broker=long, frame=frame),
@@ -129,7 +129,13 @@ def test_text_stays_inside_the_panel(
             camera="lost",
             faults=["model error: emotion_mini_xception.tflite does not match its sha256"],
         ),
-        state([], broker="connecting", ip="fe80::1ff:fe23:4567:890a", fps=123.4, frame=frame),
+        state(
+            [],
+            broker=BrokerStatus(BrokerState.CONNECTING),
+            ip="fe80::1ff:fe23:4567:890a",
+            fps=123.4,
+            frame=frame,
+        ),
         state([], camera="starting", ip=None),
     ]
     for shown in states:
@@ -143,7 +149,12 @@ def test_text_stays_inside_the_panel(
 
 def test_long_emotion_word_is_shown_whole_on_the_small_oled(tmp_path: Path) -> None:
     display = panel(tmp_path)
-    display.render(state([face("surprise", gender="female")], broker="auth failed: not authorised"))
+    display.render(
+        state(
+            [face("surprise", gender="female")],
+            broker=BrokerStatus(BrokerState.AUTH_FAILED, "not authorised"),
+        )
+    )
     texts = [text for text, _ in display.texts]
     assert "surprise" in texts and "female 28" in texts
 
@@ -196,7 +207,7 @@ def test_fault_screen_is_plain_and_different(tmp_path: Path) -> None:
     assert (faulty != idle).mean() > 0.1
     assert (faulty[5] > 0).mean() > 0.6  # the banner row is lit: inverted title
 
-    display.render(state([], broker="auth failed: not authorised"))
+    display.render(state([], broker=BrokerStatus(BrokerState.AUTH_FAILED, "not authorised")))
     assert " ".join(text for text, _ in display.texts[1:]) == "MQTT auth failed: not authorised"
     display.render(state([], faults=["model error: age_v1.tflite missing"]))
     assert "model error:" in " ".join(text for text, _ in display.texts)
@@ -207,7 +218,7 @@ def test_too_many_faults_take_turns(tmp_path: Path) -> None:
     shown = state(
         [],
         camera="lost",
-        broker="auth failed: not authorised",
+        broker=BrokerStatus(BrokerState.AUTH_FAILED, "not authorised"),
         faults=["model error: emotion_mini_xception.tflite does not match"],
     )
     titles = set()
@@ -220,7 +231,11 @@ def test_too_many_faults_take_turns(tmp_path: Path) -> None:
 def test_fault_with_faces_keeps_faces_and_adds_a_warning(tmp_path: Path) -> None:
     display = panel(tmp_path)
     fine = pixels(display.render(state([face()])))
-    warned = pixels(display.render(state([face()], broker="unreachable")))
+    warned = pixels(
+        display.render(
+            state([face()], broker=BrokerStatus(BrokerState.DISCONNECTED, "unreachable"))
+        )
+    )
     assert "happy" in [text for text, _ in display.texts]
     changed = np.argwhere(fine != warned)
     assert len(changed) > 10 and changed[:, 0].min() > 40  # only the bottom row changed

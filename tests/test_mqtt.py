@@ -87,7 +87,7 @@ def test_every_message_validates_and_events_tell_the_scene(
     with Collector(mosquitto) as collector:
         publisher = MqttPublisher(config, accelerator="cpu")
         publisher.start()
-        assert wait_until(lambda: publisher.status == "connected", 5)
+        assert wait_until(lambda: str(publisher.status) == "connected", 5)
         wall = time.time()
         for result in scene(40):
             publisher.publish_frame(result, wall)  # type: ignore[arg-type]
@@ -215,8 +215,8 @@ def test_wrong_password_is_reported_retried_and_never_logged(
         )
         assert anonymous.check(timeout_s=3)[1].endswith("(mqtt.username is empty)")
         publisher.start()
-        assert wait_until(lambda: publisher.status.startswith("auth failed"), 5)
-        assert "password" in publisher.status or "authori" in publisher.status
+        assert wait_until(lambda: str(publisher.status).startswith("auth failed"), 5)
+        assert "password" in str(publisher.status) or "authori" in str(publisher.status)
         for result in scene(10):  # the pipeline goes on; events wait in the outbox
             publisher.publish_frame(result, time.time())  # type: ignore[arg-type]
         # It keeps retrying (backoff 0.05..0.5 s): the broker sees several attempts.
@@ -322,7 +322,7 @@ def test_publish_frame_never_waits_on_a_broker_that_does_not_answer(tmp_path: Pa
         config = publisher_config("127.0.0.1", silent.getsockname()[1], tmp_path)
         publisher = MqttPublisher(config)
         publisher.start()
-        assert wait_until(lambda: publisher.status == "connecting", 2)
+        assert wait_until(lambda: str(publisher.status) == "connecting", 2)
         took: list[float] = []
         for result in scene(100):
             start = time.perf_counter()
@@ -341,7 +341,7 @@ def test_publish_frame_never_waits_on_a_broker_that_does_not_answer(tmp_path: Pa
         publisher.stop(flush_timeout_s=0.5)
         publisher.stop()
         assert time.monotonic() - start < 7.5  # bounded by flush + connect timeout
-        assert publisher.status == "disconnected"
+        assert str(publisher.status) == "disconnected"
 
 
 def test_a_full_outbox_keeps_the_newest_and_counts_the_dropped(tmp_path: Path):

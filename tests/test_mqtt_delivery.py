@@ -64,7 +64,7 @@ def test_broker_down_for_seconds_mid_stream_then_every_seq_arrives_in_order(
             start = time.perf_counter()
             publisher.publish_frame(result, time.time())  # type: ignore[arg-type]
             slowest[0] = max(slowest[0], time.perf_counter() - start)
-            statuses.add(publisher.status)
+            statuses.add(str(publisher.status))
             time.sleep(0.01)
 
     feeder = threading.Thread(target=feed, daemon=True)
@@ -74,10 +74,10 @@ def test_broker_down_for_seconds_mid_stream_then_every_seq_arrives_in_order(
         broker.stop()
         down_at = publisher.last_seq
         time.sleep(3.0)  # the pipeline keeps producing; the outbox keeps it
-        assert publisher.status.startswith("disconnected"), publisher.status
+        assert str(publisher.status).startswith("disconnected"), publisher.status
         assert publisher.last_seq >= down_at + 8 and publisher.outbox_depth >= 8
         broker.start()
-        assert wait_until(lambda: publisher.status == "connected", 5)
+        assert wait_until(lambda: str(publisher.status) == "connected", 5)
         time.sleep(0.5)
         feeding.clear()
         feeder.join(5)
@@ -180,7 +180,7 @@ def test_a_frozen_broker_does_not_make_the_sender_spin(tmp_path: Path):
     publisher.start()
     try:
         deadline = time.monotonic() + 5
-        while publisher.status != "connected" and time.monotonic() < deadline:
+        while str(publisher.status) != "connected" and time.monotonic() < deadline:
             time.sleep(0.02)
         assert broker.process is not None
         broker.process.send_signal(signal.SIGSTOP)

@@ -31,7 +31,7 @@ EXIT_CODES = """exit codes:
 # subcommand -> module whose main(args) runs it
 COMMANDS = {
     "analyze": "edge_agent.cli.analyze",
-    "run": "edge_agent.daemon",
+    "run": "edge_agent.cli.run",
     "bench": "edge_agent.cli.bench",
     "check": "edge_agent.cli.check",
     "config": "edge_agent.cli.config",

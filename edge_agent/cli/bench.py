@@ -18,9 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge_agent.config import load_or_default
-from edge_agent.daemon import Daemon, percentiles
+from edge_agent.config import Config, load_or_default
+from edge_agent.daemon import Daemon, RunReport
 from edge_agent.daemon.notify import Notifier
+from edge_agent.daemon.stats import percentiles
 from edge_agent.demo.samples import DEMO_CLIP, sample
 from edge_agent.errors import UsageError
 
@@ -86,39 +87,23 @@ def run_bench(daemon: Daemon, frames: int | None, progress: Progress) -> list[fl
     return latencies + daemon.stats.take_latencies()
 
 
-def report(daemon: Daemon, startup_s: float, latencies: list[float]) -> dict[str, Any]:
-    stats = daemon.stats
-    frames = stats.processed
-    span = stats.last_result_at - (stats.first_result_at or stats.last_result_at)
-    totals = dict(stats.stage_ms_total)
-    assert daemon.capture is not None
-    totals["decode"] = daemon.capture.decode_s * 1e3
-    pipeline = daemon.pipeline
-    classifier = pipeline.classifier
+def summary(
+    run: RunReport, config: Config, startup_s: float, latencies: list[float]
+) -> dict[str, Any]:
+    totals = dict(run.stage_ms_total, decode=run.decode_s * 1e3)
+    frames = run.frames
     return {
-        "fps": round((frames - 1) / span, 1) if frames > 1 and span > 0 else 0.0,
+        "fps": run.fps,
         "frames": frames,
         "latency_ms": percentiles(latencies),
         "rss_mb": round(peak_rss_mb(), 1),
         "startup_s": round(startup_s, 3),
         "stages_ms": {stage: round(totals.get(stage, 0.0) / max(frames, 1), 3) for stage in STAGES},
-        "frames_dropped": daemon.capture.dropped,
-        "accelerator": pipeline.accelerator.in_use,
-        "models": {
-            "detector": f"{daemon.config.detector.model} ({pipeline.detector.variant}, "
-            f"{pipeline.detector.runs_on})",
-            **{
-                name: f"{model.path.name} ({model.runs_on})"
-                for name, model in (
-                    ("emotion", classifier.emotion),
-                    ("age", classifier.age),
-                    ("gender", classifier.gender),
-                )
-                if model is not None
-            },
-        },
-        "num_threads": daemon.config.models.num_threads,
-        "classify_rate_hz": daemon.config.classifier.rate_hz,
+        "frames_dropped": run.frames_dropped,
+        "accelerator": run.accelerator,
+        "models": run.models,
+        "num_threads": config.models.num_threads,
+        "classify_rate_hz": config.classifier.rate_hz,
     }
 
 
@@ -156,7 +141,7 @@ def main(args: argparse.Namespace) -> int:
         # the process's age when the first result came: interpreter start-up included
         startup_s = process_age_s() - (time.monotonic() - first) if first is not None else 0.0
         progress.draw(daemon.stats.processed, daemon.stats.fps, final=True)
-        result = report(daemon, startup_s, latencies)
+        result = summary(daemon.report(), config, startup_s, latencies)
     if daemon.failure is not None:  # numbers from a run that broke off would mislead
         raise daemon.failure
     print_table(result)

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.config import Config
+from edge_agent.daemon import Daemon, EventCounter, RunReport
 from edge_agent.daemon.notify import Notifier
 from edge_agent.demo.samples import DEMO_CLIP, SAMPLES, cache_dir, sample
 from edge_agent.errors import EX_UNAVAILABLE, EdgeAgentError, UsageError
@@ -414,41 +415,6 @@ def demo_config(options: Options, clip: Path, state_dir: Path, broker: Any) -> C
     return config
 
 
-def _daemon_class() -> type:
-    from edge_agent.daemon import Daemon
-
-    class DemoDaemon(Daemon):
-        """The daemon of `edge-agent run`, counting the events it hands to the publisher
-        and leaving the last picture in the png (a real panel is cleared on stop)."""
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.published: Counter[str] = Counter()
-
-        def _publish(self, result: Any, wall: float) -> None:
-            if self.publisher is not None:
-                self.published.update(event.type for event in result.events)
-            super()._publish(result, wall)
-
-        def _open_display(self, config: Config) -> Any:
-            display = super()._open_display(config)
-            if display is not None:
-                display.device.persist = True
-            return display
-
-        def shutdown(self) -> int:
-            display = self.display
-            code = super().shutdown()
-            if display is not None:  # its thread is stopped: draw the very last state
-                try:
-                    display.tick()
-                except Exception as error:
-                    log.warning("display: the last picture was not drawn: %s", error)
-            return code
-
-    return DemoDaemon
-
-
 def _clip_seconds(path: Path) -> float | None:
     import cv2
 
@@ -465,8 +431,8 @@ def _announce_start(
 ) -> None:
     """Say when the models are loaded (the one long silent step of the daemon's start)."""
     while not done.wait(0.02):
-        if daemon.pipeline is not None:
-            accelerator = daemon.pipeline.accelerator.in_use
+        if daemon.models_loaded.is_set():
+            accelerator = daemon.accelerator
             length = f" ({seconds:.0f} s)" if seconds else ""
             pace = "at its own rate" if options.realtime else "as fast as it can"
             ending = (
@@ -481,13 +447,11 @@ def _announce_start(
             return
 
 
-def summary(daemon: Any, subscriber: Subscriber, options: Options) -> str:
-    stats = daemon.stats
-    frames = stats.processed
-    span = stats.last_result_at - (stats.first_result_at or stats.last_result_at)
-    fps = (frames - 1) / span if frames > 1 and span > 0 else 0.0
-    dropped = daemon.capture.dropped if daemon.capture is not None else 0
-    received, published = subscriber.counts, daemon.published
+def summary(
+    run: RunReport, published: Counter[str], subscriber: Subscriber, options: Options
+) -> str:
+    frames, span, fps, dropped = run.frames, run.seconds, run.fps, run.frames_dropped
+    received = subscriber.counts
     events = ", ".join(f"{received.get(kind, 0)} {kind}" for kind in EVENT_TYPES)
     total_received, total_published = sum(received.values()), sum(published.values())
     arrived = (
@@ -551,7 +515,16 @@ def main(args: argparse.Namespace) -> int:
             try:
                 say(f"display: {options.display} (a 320x240 colour panel, redrawn live)")
                 say("loading models ...")
-                daemon = _daemon_class()(config, None, notifier=Notifier(environ={}))
+                # Counts what the daemon hands to its publisher; the png keeps the last
+                # picture (a real panel is cleared on stop).
+                published = EventCounter()
+                daemon = Daemon(
+                    config,
+                    None,
+                    notifier=Notifier(environ={}),
+                    sinks=[published],
+                    keep_display=True,
+                )
                 started = time.monotonic()
                 done = threading.Event()
                 announcer = threading.Thread(
@@ -565,10 +538,10 @@ def main(args: argparse.Namespace) -> int:
                     code = daemon.run()
                 finally:
                     done.set()
-                if daemon.publisher is not None:
+                if config.mqtt.enabled:
                     subscriber.wait_offline(END_WAIT_S)
                 if code == 0:
-                    say(summary(daemon, subscriber, options))
+                    say(summary(daemon.report(), published.counts, subscriber, options))
             finally:
                 subscriber.stop()
         finally:

@@ -21,7 +21,7 @@ from edge_agent.config import DisplayConfig
 from edge_agent.display.care import NightHours, dim_contrast
 from edge_agent.display.panels import DisplayError, open_device
 from edge_agent.display.screens import Renderer, fault_lines
-from edge_agent.types import FaceResult
+from edge_agent.types import BrokerState, BrokerStatus, CameraState, FaceResult
 
 __all__ = ["Display", "DisplayError", "DisplayState", "open_display"]
 
@@ -35,30 +35,36 @@ class DisplayState:
     faces: list[FaceResult]
     frame: np.ndarray | None = None  # latest BGR frame, for the colour thumbnail; not copied
     fps: float = 0.0
-    broker: str = "disabled"  # "connected" / "connecting" / "disabled" / "auth failed: ..."
-    camera: str = "ok"  # "ok" / "lost" / "starting"
+    broker: BrokerStatus = field(default_factory=lambda: BrokerStatus(BrokerState.DISABLED))
+    camera: CameraState = "ok"
     faults: list[str] = field(default_factory=list)  # e.g. ["model error: ..."]
     ip: str | None = None
     wall: float = field(default_factory=time.time)  # epoch seconds: night hours, dimming
 
 
-def open_display(config: DisplayConfig) -> Display | None:
-    """The configured panel, opened; None for kind "none".
+def open_display(config: DisplayConfig, *, keep_last_picture: bool = False) -> Display | None:
+    """The configured panel, opened; None for kind "none". `keep_last_picture` leaves the
+    final state on the panel at stop instead of clearing it (the demo's png).
 
     Raises ConfigError for a bad `night_off`, DisplayError when the panel's driver or bus
     is unavailable (both EdgeAgentError, reported as one line)."""
     if config.kind == "none":
         return None
     NightHours.parse(config.night_off)  # a typo fails before any hardware is touched
-    return Display(config, open_device(config))
+    return Display(config, open_device(config), keep_last_picture=keep_last_picture)
 
 
 class Display:
     """One panel and the thread that keeps it showing the latest state."""
 
-    def __init__(self, config: DisplayConfig, device: Any) -> None:
+    def __init__(
+        self, config: DisplayConfig, device: Any, *, keep_last_picture: bool = False
+    ) -> None:
         self.config = config
         self.device = device
+        self.keep_last_picture = keep_last_picture
+        if keep_last_picture:
+            device.persist = True  # luma's cleanup() then leaves the picture alone
         self.night = NightHours.parse(config.night_off)
         colour = config.color and device.mode != "1"
         self._renderer = Renderer(
@@ -111,6 +117,11 @@ class Display:
         if self._thread is not None:
             self._thread.join(timeout=5.0)
             self._thread = None
+        if self.keep_last_picture:  # the thread is stopped: draw the very last state
+            try:
+                self.tick()
+            except Exception as error:
+                log.warning("display: the last picture was not drawn: %s", error)
         try:
             self.device.cleanup()
         except Exception as error:  # the bus may already be gone at shutdown

@@ -19,6 +19,7 @@ from edge_agent.display import glyphs
 from edge_agent.display.care import NightHours, shift_offset
 from edge_agent.display.fonts import Font, font
 from edge_agent.display.labels import EMOTION_COLOURS, label
+from edge_agent.types import BrokerState
 
 if TYPE_CHECKING:
     from edge_agent.display import DisplayState
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom (exclusive)
 ELLIPSIS = "…"
-BROKER_OK = ("connected", "connecting", "disabled")
 FAULT_PAGE_S = 4.0
 MONO_INK = 96  # anti-aliased coverage that becomes a lit pixel
 
@@ -65,7 +65,7 @@ def fault_lines(state: DisplayState) -> list[str]:
     lines = []
     if state.camera in ("lost", "stalled", "failed"):
         lines.append(f"camera {state.camera}")
-    if state.broker not in BROKER_OK:
+    if not state.broker.healthy:
         lines.append(f"MQTT {state.broker}")
     lines.extend(state.faults)
     return lines
@@ -452,10 +452,10 @@ class Renderer:
         else:
             first = (f"{state.fps:.1f} fps", palette.ok)
         broker = {
-            "connected": ("MQTT connected", palette.ok),
-            "connecting": ("MQTT connecting", palette.warn),
-            "disabled": ("MQTT off", palette.muted),
-        }.get(state.broker, (f"MQTT {state.broker}", palette.fault))
+            BrokerState.CONNECTED: ("MQTT connected", palette.ok),
+            BrokerState.CONNECTING: ("MQTT connecting", palette.warn),
+            BrokerState.DISABLED: ("MQTT off", palette.muted),
+        }.get(state.broker.state, (f"MQTT {state.broker}", palette.fault))
         rows = [first, broker, (state.ip or "no network", palette.text)]
         surface.rows(
             (left, top, right, bottom), rows, largest=round((bottom - top) / len(rows) * 0.8)

@@ -24,6 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.config import MqttConfig
 from edge_agent.errors import EX_UNAVAILABLE, ConfigError, EdgeAgentError
+from edge_agent.types import BrokerState, BrokerStatus
 
 PASSWORD_ENV = "EDGE_AGENT_MQTT_PASSWORD"
 CONNECT_TIMEOUT_S = 5.0
@@ -72,12 +73,12 @@ class Connection:
             parts.append(f"user {self.username}")
         return f"{self.address} ({', '.join(parts)})"
 
-    def refusal(self, reason: ReasonCode) -> str:
+    def refusal(self, reason: ReasonCode) -> BrokerStatus:
         """Why the broker refused our CONNECT, with a hint when no login was configured."""
-        text = describe_reason(reason)
-        if text.startswith("auth failed") and not self.username:
-            text += " (mqtt.username is empty)"
-        return text
+        status = refusal_status(reason)
+        if status.state == BrokerState.AUTH_FAILED and not self.username:
+            status = BrokerStatus(status.state, f"{status.reason} (mqtt.username is empty)")
+        return status
 
     @classmethod
     def from_config(cls, mqtt: MqttConfig) -> Connection:
@@ -225,11 +226,12 @@ def describe_error(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-def describe_reason(reason: ReasonCode | int) -> str:
+def refusal_status(reason: ReasonCode | int) -> BrokerStatus:
     """`auth failed: bad user name or password` or `refused: server unavailable`."""
     value = reason.value if isinstance(reason, ReasonCode) else int(reason)
     name = str(reason).lower() if isinstance(reason, ReasonCode) else f"code {value}"
-    return f"auth failed: {name}" if value in _AUTH_REASONS else f"refused: {name}"
+    state = BrokerState.AUTH_FAILED if value in _AUTH_REASONS else BrokerState.REFUSED
+    return BrokerStatus(state, name)
 
 
 def describe_rc(rc: MQTTErrorCode | int) -> str:
@@ -291,6 +293,6 @@ def connect_once(
     reason = result["reason"]
     if reason.is_failure:
         client.disconnect()
-        refusal = connection.refusal(reason)
+        refusal = str(connection.refusal(reason))
         raise MqttError(f"MQTT broker {connection.address}: {refusal}", refusal)
     return client

@@ -1,76 +1,38 @@
 """The MQTT publisher the daemon drives: events through the durable outbox, state, stats,
-availability and Home Assistant discovery.
+availability and Home Assistant discovery. See docs/mqtt.md for the contract.
 
-Two threads meet here. The inference thread calls `publish_frame`, which commits the
-frame's events to the outbox and replaces the pending state, then wakes the sender; it
-never touches the network. The sender thread owns the paho client and runs its network
-loop itself (select on the socket and a wake-up pipe), so everything paho does happens on
-one thread.
-
-Each connection gets a fresh paho client: paho's own in-memory resend queue never
-outlives a connection, and after a reconnect the backlog is re-read from the outbox,
-oldest first. Delivery is at least once: an event whose PUBACK was lost is sent again,
-with the same `id` and `seq`, so a consumer can drop the duplicate.
+A thin facade over two halves that run on different threads: `ResultFeed` (the inference
+thread: events into the outbox, the state body) and `Sender` (the network thread: the
+connection, the in-flight window, acknowledgements). They share only the outbox, which
+locks itself, and the sender's pending slots.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import logging
-import select
-import socket
-import sqlite3
-import ssl
-import threading
-import time
-from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import MQTTErrorCode
-from paho.mqtt.reasoncodes import ReasonCode
-
+from edge_agent.config import Config
 from edge_agent.publish.connection import (
-    CONNECT_TIMEOUT_S,
-    Backoff,
     Connection,
     MqttError,
     check_topic_part,
     connect_once,
-    last_error,
 )
-from edge_agent.publish.discovery import discovery_messages, node_id, status_topic
-from edge_agent.publish.messages import (
-    OFFLINE,
-    ONLINE,
-    Topics,
-    dumps,
-    event_payload,
-    face_entry,
-    iso_utc,
-    state_body,
-    state_payload,
-    stats_payload,
-)
+from edge_agent.publish.discovery import node_id
+from edge_agent.publish.feed import ResultFeed
+from edge_agent.publish.messages import Topics
 from edge_agent.publish.outbox import Outbox
-
-if TYPE_CHECKING:
-    from edge_agent.config import Config
-    from edge_agent.types import FrameResult
+from edge_agent.publish.sender import Sender
+from edge_agent.types import BrokerState, BrokerStatus, FrameResult
 
 log = logging.getLogger("edge_agent.mqtt")
 
-WINDOW = 64  # QoS 1 messages in flight at once (lowered to the broker's Receive Maximum)
-STABLE_CONNECTION_S = 30.0  # up this long, a connection resets the reconnect backoff
-ACK_BATCH, ACK_DELAY_S = 64, 0.05  # acknowledged rows are deleted together, soon
 OUTBOX_FILE = "outbox.sqlite3"
-_Message = tuple[str, bytes, int, bool]  # topic, payload, qos, retain
 
 
 class MqttPublisher:
-    """Publishes one device's events, state and stats; see docs/mqtt.md for the contract."""
+    """Publishes one device's events, state and stats."""
 
     def __init__(self, config: Config, *, accelerator: str = "cpu") -> None:
         mqtt = config.mqtt
@@ -86,46 +48,16 @@ class MqttPublisher:
         self.outbox_path = Path(config.state.dir) / OUTBOX_FILE
         self._mqtt = mqtt
         self._outbox: Outbox | None = None
-        self._thread: threading.Thread | None = None
-        self._status = "disconnected"
-        self._stopping = threading.Event()
+        self._feed: ResultFeed | None = None
+        self._sender: Sender | None = None
         self._stopped = False
-        self._stop_deadline = 0.0
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        # Shared between the threads, under the lock.
-        self._lock = threading.Lock()
-        self._pending_state: dict[str, Any] | None = None
-        self._pending_stats: tuple[dict[str, Any], float] | None = None
-        # Inference thread only.
-        self._faces: dict[int, dict[str, Any]] = {}  # confirmed, not yet lost
-        self._state_body: dict[str, Any] | None = None
-        self._store_failures = 0
-        # Sender thread only.
-        self._client: paho.Client | None = None
-        self._connack: tuple[ReasonCode, Any] | None = None
-        self._connected = False
-        self._disconnect_reason = ""
-        self._inflight: dict[int, int | None] = {}  # mid -> outbox id (None: not an event)
-        self._acked: list[int] = []  # PUBACKed outbox ids, deleted in batches
-        self._acked_since = 0.0
-        self._cursor = 0
-        self._window = WINDOW
-        self._control: deque[_Message] = deque()
-        self._last_state: dict[str, Any] | None = None
-        self._last_state_sent = 0.0
-        self._resend_discovery = False
-        self._rejected = 0
-        self._last_failure = ""
-        self._connected_at: float | None = None
-
-    # -- the daemon's side -------------------------------------------------------------
 
     @property
-    def status(self) -> str:
-        """`connected`, `connecting`, `disconnected[: reason]` or `auth failed: reason`."""
-        return self._status
+    def status(self) -> BrokerStatus:
+        """Connected, connecting, disconnected (and why), auth failed or refused."""
+        if self._sender is None or self._stopped:
+            return BrokerStatus(BrokerState.DISCONNECTED)
+        return self._sender.status
 
     @property
     def outbox_depth(self) -> int:
@@ -140,79 +72,62 @@ class MqttPublisher:
     def events_dropped(self) -> int:
         """Events that will never be delivered: trimmed from a full outbox, refused by the
         broker, or not storable (disk full)."""
-        dropped = 0 if self._outbox is None else self._outbox.dropped
-        return dropped + self._rejected + self._store_failures
+        trimmed = 0 if self._outbox is None else self._outbox.dropped
+        rejected = 0 if self._sender is None else self._sender.rejected
+        failed = 0 if self._feed is None else self._feed.store_failures
+        return trimmed + rejected + failed
 
     def start(self) -> None:
         """Open the outbox and start the sender thread; returns at once."""
-        if self._thread is not None:
+        if self._sender is not None:
             return
         if self._stopped:
             raise RuntimeError("MqttPublisher cannot be restarted after stop()")
         mqtt = self._mqtt
-        self._outbox = Outbox(
+        outbox = self._outbox = Outbox(
             self.outbox_path,
             max_events=mqtt.outbox_max_events,
             max_bytes=mqtt.outbox_max_bytes,
             sync=mqtt.outbox_sync,
         )
-        if self._outbox.depth:
-            log.info("outbox holds %d unsent event(s); they go out first", self._outbox.depth)
-        self._state_body = state_body([])
-        with self._lock:
-            self._pending_state = state_payload(
-                self._state_body, device=self.device_id, updated_at=iso_utc(time.time())
-            )
-        self._status = "connecting"
-        self._thread = threading.Thread(target=self._run, name="edge-agent-mqtt", daemon=True)
-        self._thread.start()
+        if outbox.depth:
+            log.info("outbox holds %d unsent event(s); they go out first", outbox.depth)
+        sender = self._sender = Sender(
+            self.connection,
+            self.topics,
+            device_id=self.device_id,
+            client_id=self.client_id,
+            mqtt=mqtt,
+            accelerator=self.accelerator,
+            outbox=outbox,
+            events_dropped=lambda: self.events_dropped,
+        )
+        self._feed = ResultFeed(
+            outbox, self.topics, self.device_id, sender.offer_state, sender.wake
+        )
+        sender.offer_state(self._feed.first_state())
+        sender.start()
 
     def publish_frame(self, result: FrameResult, wall: float) -> None:
         """Store the frame's events in the outbox and refresh the state; never blocks on
         the network. `wall` is the frame's capture time (seconds since the epoch)."""
-        outbox = self._outbox
-        if outbox is None:
+        if self._feed is None:
             raise RuntimeError("MqttPublisher.publish_frame() needs start() first")
         if self._stopped:
             if result.events:
                 log.warning("%d event(s) after stop() not stored", len(result.events))
             return
-        changed = False
-        if result.events:
-            ts = iso_utc(wall)
-            payloads = [
-                event_payload(event, device=self.device_id, ts=ts) for event in result.events
-            ]
-            try:
-                outbox.append(self.topics.events, payloads, seq_key=self.device_id)
-            except sqlite3.Error as error:
-                self._store_failures += len(payloads)
-                log.error("cannot store %d event(s) in the outbox: %s", len(payloads), error)
-            for event in result.events:
-                if event.type == "face_lost":
-                    self._faces.pop(event.face.track, None)
-                else:
-                    self._faces[event.face.track] = face_entry(event.face)
-            changed = True
-        for face in result.faces:
-            if face.track in self._faces:
-                self._faces[face.track] = face_entry(face)
-        body = state_body(list(self._faces.values()))
-        if body != self._state_body:
-            self._state_body = body
-            payload = state_payload(body, device=self.device_id, updated_at=iso_utc(wall))
-            with self._lock:
-                self._pending_state = payload
-            changed = True
-        if changed:
-            self._wake()
+        self._feed.consume(result, wall)
 
     def publish_stats(self, stats: dict[str, object]) -> None:
         """Send `<base>/stats` (the latest only, if offline); adds outbox_depth and
         events_dropped."""
-        with self._lock:
-            self._pending_stats = (dict(stats), time.time())
-        self._wake()
+        if self._sender is not None:
+            self._sender.offer_stats(stats)
+
+    def set_stats_interval(self, seconds: float) -> None:
+        if self._sender is not None:
+            self._sender.set_stats_interval(seconds)
 
     def stop(self, flush_timeout_s: float = 5.0) -> None:
         """Send what the outbox holds (for at most `flush_timeout_s`), publish `offline`,
@@ -220,22 +135,13 @@ class MqttPublisher:
         if self._stopped:
             return
         self._stopped = True
-        thread = self._thread
-        if thread is not None:
-            self._stop_deadline = time.monotonic() + max(0.0, flush_timeout_s)
-            self._stopping.set()
-            self._wake()
-            thread.join(timeout=max(0.0, flush_timeout_s) + CONNECT_TIMEOUT_S + 2.0)
-            if thread.is_alive():
-                log.warning("MQTT sender did not stop in time")
+        if self._sender is not None:
+            self._sender.stop(flush_timeout_s)
         if self._outbox is not None:
             left = self._outbox.depth
             if left:
                 log.info("%d event(s) stay in the outbox for the next start", left)
             self._outbox.close()
-        self._wake_r.close()
-        self._wake_w.close()
-        self._status = "disconnected"
 
     def check(self, timeout_s: float = 5.0) -> tuple[bool, str]:
         """Connect and authenticate once (for `edge-agent check`); publishes nothing."""
@@ -245,316 +151,3 @@ class MqttPublisher:
             return False, str(error)
         client.disconnect()
         return True, f"connected to {self.connection.describe()}"
-
-    def set_stats_interval(self, seconds: float) -> None:
-        """A reloaded stats period. Home Assistant's fps sensor expires after a few missed
-        periods, so its discovery config is sent again with the new one."""
-        if seconds != self._mqtt.stats_interval_s:
-            self._mqtt = dataclasses.replace(self._mqtt, stats_interval_s=seconds)
-            self._resend_discovery = True
-            self._wake()
-
-    def _wake(self) -> None:
-        # OSError: the pipe is full (a wake-up is pending anyway) or already closed.
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"\0")
-
-    # -- the sender thread -------------------------------------------------------------
-
-    def _run(self) -> None:
-        backoff = Backoff(self._mqtt.reconnect_min_s, self._mqtt.reconnect_max_s)
-        attempts = 0
-        while attempts == 0 or not self._stopping.is_set():  # one try even if stopped at once
-            attempts += 1
-            if not self._last_failure:  # while retrying, the reason stays on show
-                self._status = "connecting"
-            try:
-                failure = self._connection()
-            except Exception as error:  # a bug must not end publishing for good
-                log.exception("MQTT sender failed")
-                failure = f"disconnected: internal error {error!r}"
-            finally:
-                self._client = None
-                self._connected = False
-            if failure is None or self._stopping.is_set():
-                break
-            if self._connected_at is not None:
-                if time.monotonic() - self._connected_at >= STABLE_CONNECTION_S:
-                    backoff.reset()  # a connection that held: start again from the floor
-                    self._last_failure = ""
-                self._connected_at = None
-            self._retry_later(failure, backoff)
-        self._status = "disconnected"
-
-    def _retry_later(self, failure: str, backoff: Backoff) -> None:
-        delay = backoff.next()
-        self._status = failure
-        level = logging.DEBUG if failure == self._last_failure else logging.WARNING
-        log.log(level, "MQTT %s: %s; retrying in %.1f s", self.connection.address, failure, delay)
-        self._last_failure = failure
-        deadline = time.monotonic() + delay
-        while not self._stopping.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            select.select([self._wake_r], [], [], remaining)
-            self._drain_wake()
-
-    def _drain_wake(self) -> None:
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
-
-    def _connection(self) -> str | None:
-        """One connection from CONNECT to its end. Returns why it ended (None: stopped)."""
-        client = self.connection.new_client(
-            self.client_id, will=(self.topics.availability, OFFLINE)
-        )
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
-        client.on_message = self._on_message
-        self._client, self._connack, self._connected = client, None, False
-        self._disconnect_reason = ""
-        self._inflight.clear()
-        if self._acked and self._outbox is not None:  # acknowledged before the drop
-            self._outbox.delete(self._acked)
-        self._acked = []
-        self._control.clear()
-        self._cursor = 0
-        try:
-            self.connection.open(client)
-        except MqttError as error:
-            return f"disconnected: {error.reason}"
-        connack_deadline = time.monotonic() + CONNECT_TIMEOUT_S
-        answered = False
-        while True:
-            now = time.monotonic()
-            if not answered:
-                if self._connack is not None:
-                    answered = True
-                    reason, properties = self._connack
-                    if reason.is_failure:
-                        self._close(client)
-                        return self.connection.refusal(reason)
-                    self._on_connected(client, properties)
-                elif now > connack_deadline:
-                    self._close(client)
-                    return "disconnected: the broker did not answer CONNECT"
-            if self._stopping.is_set() and (
-                now >= self._stop_deadline or (self._connected and self._flushed())
-            ):
-                self._shutdown(client)  # (a connection still being set up is waited for)
-                return None
-            if self._connected:
-                self._pump(client, now)
-            sock = client.socket()
-            if sock is None:
-                cause = self._disconnect_reason or last_error(client) or "connection lost"
-                return f"disconnected: {cause}"
-            pending = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
-            readable, writable, _ = select.select(
-                [sock, self._wake_r],
-                [sock] if client.want_write() else [],
-                [],
-                0.0 if pending else self._timeout(now),
-            )
-            if self._wake_r in readable:
-                self._drain_wake()
-            if pending or sock in readable:
-                client.loop_read()
-            if sock in writable and client.socket() is not None:
-                client.loop_write()
-            if client.socket() is not None:
-                client.loop_misc()
-
-    def _timeout(self, now: float) -> float:
-        if self._stopping.is_set():
-            return max(0.0, min(0.05, self._stop_deadline - now))
-        if self._acked:
-            return max(0.0, self._acked_since + ACK_DELAY_S - now)
-        with self._lock:
-            pending_state = self._pending_state is not None
-        if pending_state and self._connected and len(self._inflight) < self._window:
-            # (with the window full only an ack can let it go: wait on the socket, or
-            # select() would return at once and spin)
-            due = self._last_state_sent + self._mqtt.state_interval_s - now
-            return max(0.0, min(1.0, due))
-        return 1.0
-
-    def _on_connect(
-        self, _client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, properties: Any
-    ) -> None:
-        self._connack = (reason, properties)
-
-    def _on_disconnect(
-        self,
-        _client: paho.Client,
-        _userdata: Any,
-        _flags: Any,
-        reason: ReasonCode,
-        _properties: Any,
-    ) -> None:
-        self._connected = False
-        if reason is not None and reason.is_failure:
-            self._disconnect_reason = str(reason).lower()
-
-    def _on_publish(
-        self, _client: paho.Client, _userdata: Any, mid: int, reason: ReasonCode, _properties: Any
-    ) -> None:
-        if mid not in self._inflight:
-            return
-        row_id = self._inflight.pop(mid)
-        if row_id is None:
-            return
-        if reason is not None and reason.is_failure:
-            self._rejected += 1
-            log.warning("the broker refused an event (%s); it is dropped", reason)
-        if not self._acked:
-            self._acked_since = time.monotonic()
-        self._acked.append(row_id)
-
-    def _on_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
-        if message.payload.strip().lower() == ONLINE.encode():
-            log.info("Home Assistant came online; sending discovery again")
-            self._resend_discovery = True
-
-    def _on_connected(self, client: paho.Client, properties: Any) -> None:
-        # The backoff is reset only once the connection has held for a while: two agents
-        # with one client id, or a broker that drops us after CONNACK, must not reconnect
-        # every half second forever.
-        self._connected = True
-        self._connected_at = time.monotonic()
-        receive_maximum = getattr(properties, "ReceiveMaximum", None)
-        self._window = max(1, min(WINDOW, receive_maximum or WINDOW))
-        self._status = "connected"
-        log.info("MQTT connected to %s", self.connection.describe())
-        self._control.append((self.topics.availability, ONLINE.encode(), 1, True))
-        if self._mqtt.discovery:
-            client.subscribe(status_topic(self._mqtt.discovery_prefix), qos=1)
-            self._queue_discovery()
-        with self._lock:
-            if self._pending_state is None and self._last_state is not None:
-                self._pending_state = self._last_state  # the broker may have lost it
-        self._last_state_sent = 0.0
-
-    def _queue_discovery(self) -> None:
-        for topic, config in discovery_messages(
-            self.device_id,
-            self.topics,
-            self._mqtt.discovery_prefix,
-            stats_interval_s=self._mqtt.stats_interval_s,
-        ):
-            self._control.append((topic, dumps(config), 1, True))
-
-    def _pump(self, client: paho.Client, now: float) -> None:
-        """Send what may go now: control messages, then state, stats, then the backlog."""
-        outbox = self._outbox
-        assert outbox is not None
-        if self._acked and (
-            len(self._acked) >= ACK_BATCH
-            or self._stopping.is_set()
-            or now - self._acked_since >= ACK_DELAY_S
-        ):
-            outbox.delete(self._acked)
-            self._acked = []
-        if self._resend_discovery:
-            self._resend_discovery = False
-            if self._mqtt.discovery:
-                self._queue_discovery()
-        while self._control and len(self._inflight) < self._window:
-            if not self._send(client, *self._control.popleft()):
-                return
-        if (
-            len(self._inflight) < self._window
-            and now - self._last_state_sent >= self._mqtt.state_interval_s
-        ):
-            with self._lock:
-                state, self._pending_state = self._pending_state, None
-            if state is not None:
-                self._last_state, self._last_state_sent = state, now
-                if not self._send(client, self.topics.state, dumps(state), 1, True):
-                    return
-        with self._lock:
-            stats, self._pending_stats = self._pending_stats, None
-        if stats is not None:
-            payload = stats_payload(
-                stats[0],
-                device=self.device_id,
-                ts=iso_utc(stats[1]),
-                accelerator=self.accelerator,
-                outbox_depth=outbox.depth,
-                events_dropped=self.events_dropped,
-            )
-            if not self._send(client, self.topics.stats, dumps(payload), 0, True):
-                return
-        while len(self._inflight) < self._window:
-            rows = outbox.read(self._cursor, self._window - len(self._inflight))
-            if not rows:
-                break
-            for row_id, topic, payload in rows:
-                if not self._send(client, topic, payload, 1, False, row_id):
-                    return
-                self._cursor = row_id
-
-    def _send(
-        self,
-        client: paho.Client,
-        topic: str,
-        payload: bytes,
-        qos: int,
-        retain: bool,
-        row_id: int | None = None,
-    ) -> bool:
-        info = client.publish(topic, payload, qos=qos, retain=retain)
-        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            return False
-        if qos:
-            self._inflight[info.mid] = row_id
-        return True
-
-    def _flushed(self) -> bool:
-        with self._lock:
-            state_pending = self._pending_state is not None
-        return (
-            not state_pending
-            and not self._control
-            and not self._inflight
-            and not self._acked
-            and self.outbox_depth == 0
-        )
-
-    def _shutdown(self, client: paho.Client) -> None:
-        """Publish `offline` (waiting briefly for its PUBACK), then disconnect."""
-        outbox = self._outbox
-        if self._connected and client.socket() is not None:
-            info = client.publish(self.topics.availability, OFFLINE.encode(), qos=1, retain=True)
-            if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-                self._inflight[info.mid] = None
-                deadline = max(self._stop_deadline, time.monotonic() + 1.0)
-                while info.mid in self._inflight and client.socket() is not None:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    sock = client.socket()
-                    select.select(
-                        [sock], [sock] if client.want_write() else [], [], min(remaining, 0.1)
-                    )
-                    client.loop_read()
-                    if client.socket() is not None and client.want_write():
-                        client.loop_write()
-            self._close(client)
-        if outbox is not None and self._acked:
-            outbox.delete(self._acked)
-            self._acked = []
-
-    def _close(self, client: paho.Client) -> None:
-        if client.socket() is None:
-            return
-        client.disconnect()
-        if client.socket() is not None and client.want_write():
-            client.loop_write()
-        if client.socket() is not None:
-            client.socket().close()  # type: ignore[union-attr]

@@ -97,6 +97,18 @@ class Pipeline:
             model, score_threshold=detector.score_threshold, min_face_size=detector.min_face_size
         )
 
+    def describe_models(self) -> dict[str, str]:
+        """Task -> which file runs it and where, for bench and check."""
+        detector = self.detector
+        models = {
+            "detector": f"{self.config.detector.model} ({detector.variant}, {detector.runs_on})"
+        }
+        for task in CLASSIFIER_MODELS:
+            model = getattr(self.classifier, task)
+            if model is not None:
+                models[task] = f"{model.path.name} ({model.runs_on})"
+        return models
+
     def apply_tunables(self, config: Config) -> None:
         """Take new thresholds and rates from a reloaded config without reloading models."""
         self.config = config

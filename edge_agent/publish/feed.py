@@ -1,0 +1,79 @@
+"""The inference thread's side of the publisher: results into outbox rows and state.
+
+Each frame's events are committed to the outbox before anything is sent (one sqlite
+transaction; most frames have none), and the `state` body is rebuilt from the confirmed
+faces. Only a changed state is handed to the sender, which decides when it may go.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any
+
+from edge_agent.publish.messages import (
+    Topics,
+    event_payload,
+    face_entry,
+    iso_utc,
+    state_body,
+    state_payload,
+)
+from edge_agent.publish.outbox import Outbox
+from edge_agent.types import FrameResult
+
+log = logging.getLogger("edge_agent.mqtt")
+
+
+class ResultFeed:
+    def __init__(
+        self,
+        outbox: Outbox,
+        topics: Topics,
+        device_id: str,
+        offer_state: Callable[[dict[str, Any]], None],
+        wake: Callable[[], None],
+    ) -> None:
+        self.outbox = outbox
+        self.topics = topics
+        self.device_id = device_id
+        self.store_failures = 0  # events that could not be stored: never delivered
+        self._offer_state = offer_state
+        self._wake = wake
+        self._faces: dict[int, dict[str, Any]] = {}  # confirmed, not yet lost
+        self._state_body = state_body([])
+
+    def first_state(self) -> dict[str, Any]:
+        """No face yet: what `state` says until the first frame says otherwise."""
+        return state_payload(
+            self._state_body, device=self.device_id, updated_at=iso_utc(time.time())
+        )
+
+    def consume(self, result: FrameResult, wall: float) -> None:
+        """Store the frame's events and refresh the state; never blocks on the network."""
+        changed = False
+        if result.events:
+            ts = iso_utc(wall)
+            payloads = [event_payload(e, device=self.device_id, ts=ts) for e in result.events]
+            try:
+                self.outbox.append(self.topics.events, payloads, seq_key=self.device_id)
+            except sqlite3.Error as error:
+                self.store_failures += len(payloads)
+                log.error("cannot store %d event(s) in the outbox: %s", len(payloads), error)
+            for event in result.events:
+                if event.type == "face_lost":
+                    self._faces.pop(event.face.track, None)
+                else:
+                    self._faces[event.face.track] = face_entry(event.face)
+            changed = True
+        for face in result.faces:
+            if face.track in self._faces:
+                self._faces[face.track] = face_entry(face)
+        body = state_body(list(self._faces.values()))
+        if body != self._state_body:
+            self._state_body = body
+            self._offer_state(state_payload(body, device=self.device_id, updated_at=iso_utc(wall)))
+        elif changed:
+            self._wake()  # new rows in the outbox
