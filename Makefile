@@ -15,12 +15,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
 	@touch $(STAMP)
 
-test: setup
-	$(BIN)/ruff check edge_agent tests scripts
+test: setup lint
 	$(BIN)/python -m pytest
 
+# The same checks as .pre-commit-config.yaml: lint, formatting, types.
 lint: setup
 	$(BIN)/ruff check edge_agent tests scripts
+	$(BIN)/ruff format --check edge_agent tests scripts
+	$(BIN)/mypy
 
 demo: setup
 	$(BIN)/edge-agent demo

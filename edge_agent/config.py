@@ -262,7 +262,7 @@ def _build(cls: type, table: dict[str, Any], prefix: str) -> Any:
             where = f"section [{prefix[:-1]}]" if prefix else "the top level"
             raise ConfigError(f"{path}: unknown key in {where} (known: {known})")
         hint = hints[key]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             if not isinstance(value, dict):
                 raise ConfigError(f"{path} = {value!r}: must be a section [{path}]")
             values[key] = _build(hint, value, f"{path}.")
@@ -450,7 +450,7 @@ NOTES: dict[str, str] = {
 
 
 @functools.cache
-def source_notes(cls: type) -> dict[str, str]:
+def source_notes(cls: type[Any]) -> dict[str, str]:
     """The comments written beside (or just above) each field in this module's source, so a
     field documented where it is declared is documented in the shipped file too."""
     try:
@@ -534,7 +534,7 @@ def render_toml(config: Config, *, notes: bool = False) -> str:
             path = f"{prefix}{item.name}"
             if notes:
                 extra = _choices_and_range(item, hints[item.name])
-                note = NOTES.get(path) or source_notes(type(obj)).get(item.name, "")
+                note = NOTES.get(path) or source_notes(obj.__class__).get(item.name, "")
                 note = note[:1].upper() + note[1:]
                 text = " ".join(part for part in (note, f"({extra})" if extra else "") if part)
                 lines.extend(f"# {line}" for line in textwrap.wrap(text, 96))

@@ -123,7 +123,7 @@ class Picamera2Source:
 
     def __init__(self, width: int, height: int, fps: float, camera_num: int = 0) -> None:
         try:
-            from picamera2 import Picamera2  # type: ignore[import-not-found]
+            from picamera2 import Picamera2
         except ImportError as error:
             raise InputError(
                 f"camera.source = 'picamera2': cannot import picamera2 ({error}); install "
@@ -183,7 +183,7 @@ class OpenCvLiveSource:
         if spec.kind == "v4l2":
             capture = cv2.VideoCapture(spec.target, cv2.CAP_V4L2)
             if capture.isOpened():
-                capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
+                capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*"MJPG"))
                 capture.set(cv2.CAP_PROP_FRAME_WIDTH, config.width)
                 capture.set(cv2.CAP_PROP_FRAME_HEIGHT, config.height)
                 capture.set(cv2.CAP_PROP_FPS, config.fps)

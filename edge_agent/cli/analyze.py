@@ -42,7 +42,7 @@ class Annotator:
             height, width = annotated.shape[:2]
             self._size = (width, height)
             self._writer = cv2.VideoWriter(
-                str(self.out), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height)
+                str(self.out), cv2.VideoWriter.fourcc(*"mp4v"), self.fps, (width, height)
             )
             if not self._writer.isOpened():
                 raise UsageError(f"--annotate {self.out}: cannot write a video here")

@@ -112,7 +112,7 @@ class NativeJournalHandler(logging.Handler):
 
 def _systemd_python_handler() -> logging.Handler | None:
     try:
-        from systemd.journal import JournalHandler  # type: ignore[import-not-found]
+        from systemd.journal import JournalHandler
     except ImportError:
         return None
     return JournalHandler(SYSLOG_IDENTIFIER=IDENTIFIER)

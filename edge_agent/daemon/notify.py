@@ -8,6 +8,7 @@ abstract socket. Outside systemd (no `$NOTIFY_SOCKET`) every call is a cheap no-
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import socket
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def _systemd_notify() -> Callable[[str], bool] | None:
     try:
-        from systemd import daemon  # type: ignore[import-not-found]
+        daemon = importlib.import_module("systemd.daemon")
     except ImportError:
         return None
     notify = getattr(daemon, "notify", None)

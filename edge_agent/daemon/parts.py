@@ -33,7 +33,7 @@ def open_pipeline(config: Config) -> Pipeline:
     return pipeline
 
 
-def open_capture(config: Config, announce: Callable[[str], None]) -> Capture:
+def open_capture(config: Config, announce: Callable[[str], object]) -> Capture:
     capture = Capture(config.camera)
     announce(f"opening camera {capture.spec.describe()}")
     capture.start()

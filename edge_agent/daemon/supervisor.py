@@ -274,8 +274,8 @@ class Daemon:
 
     # -- the main loop --------------------------------------------------------------------
     def run(self) -> int:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, self._on_signal)
+        for handled in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(handled, self._on_signal)
         try:
             self.start()
         except BaseException:

@@ -12,7 +12,10 @@ from pathlib import Path
 
 from PIL import ImageFont
 
-Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+from edge_agent.display.panels import DisplayError
+
+Font = ImageFont.FreeTypeFont
+
 
 FONT_DIRS = (
     Path("/usr/share/fonts/truetype/dejavu"),
@@ -37,4 +40,7 @@ def font(size: int, bold: bool = True) -> Font:
     path = _dejavu(bold)
     if path is not None:
         return ImageFont.truetype(str(path), size)
-    return ImageFont.load_default(size)
+    default = ImageFont.load_default(size)
+    if not isinstance(default, ImageFont.FreeTypeFont):  # a Pillow built without FreeType
+        raise DisplayError("Pillow has no FreeType support: install fonts-dejavu-core")
+    return default

@@ -99,7 +99,7 @@ def _wrap(text: str, face: Font, width: int) -> list[str]:
 
 
 def _line_height(face: Font) -> int:
-    ascent, descent = face.getmetrics()  # type: ignore[union-attr]
+    ascent, descent = face.getmetrics()
     return ascent + descent
 
 
@@ -213,7 +213,13 @@ class Surface:
             y, line = shown[-1]
             shown[-1] = y, _ellipsize(line + ELLIPSIS, face, right - left)
         for y, line in shown:
-            self.text((left, y, right, y + step), line, fill, largest=face.size, smallest=face.size)
+            self.text(
+                (left, y, right, y + step),
+                line,
+                fill,
+                largest=round(face.size),
+                smallest=round(face.size),
+            )
 
     def rows(
         self, box: Box, rows: Sequence[tuple[str, Any]], *, largest: int, smallest: int = 9
@@ -223,7 +229,8 @@ class Surface:
         step = (bottom - top) / len(rows)
         height = int(step)
         size = min(
-            self.fit(text, right - left, height, largest, smallest)[0].size for text, _ in rows
+            round(self.fit(text, right - left, height, largest, smallest)[0].size)
+            for text, _ in rows
         )
         for index, (text, colour) in enumerate(rows):
             y0 = round(top + index * step)
@@ -403,13 +410,13 @@ class Renderer:
             largest=round(icon * 0.66),
             smallest=10,
         )
-        row = (left, top + icon + gap, right, bottom)
-        used = self._count(surface, row, count, bool(faults))
+        lower = (left, top + icon + gap, right, bottom)
+        used = self._count(surface, lower, count, bool(faults))
         surface.text(
-            (left, row[1], used - gap, bottom),
+            (left, lower[1], used - gap, bottom),
             details,
             palette.text,
-            largest=round((bottom - row[1]) * 0.8),
+            largest=round((bottom - lower[1]) * 0.8),
         )
 
     def _count(
@@ -440,7 +447,11 @@ class Renderer:
         glyphs.person(surface.draw, (x, y, x + glyph, y + glyph), palette.muted)
         x += glyph + gap
         surface.text(
-            (x, top, x + text_w, bottom), count, palette.text, largest=face.size, smallest=face.size
+            (x, top, x + text_w, bottom),
+            count,
+            palette.text,
+            largest=round(face.size),
+            smallest=round(face.size),
         )
         return start
 

@@ -388,8 +388,8 @@ class Sender:
             rows = outbox.read(self._cursor, self._window - len(self._inflight))
             if not rows:
                 break
-            for row_id, topic, payload in rows:
-                if not self._send(client, topic, payload, 1, False, row_id):
+            for row_id, topic, body in rows:
+                if not self._send(client, topic, body, 1, False, row_id):
                     return
                 self._cursor = row_id
 
@@ -433,6 +433,8 @@ class Sender:
                     if remaining <= 0:
                         break
                     sock = client.socket()
+                    if sock is None:
+                        break
                     select.select(
                         [sock], [sock] if client.want_write() else [], [], min(remaining, 0.1)
                     )

@@ -24,7 +24,7 @@ from edge_agent.vision.manifest import EDGETPU_SUFFIX, ModelFile
 try:  # ai-edge-litert works with numpy 2; tflite-runtime 2.14 is the older fallback.
     from ai_edge_litert.interpreter import Interpreter, load_delegate
 except ImportError:  # pragma: no cover - depends on what the Pi has installed
-    from tflite_runtime.interpreter import Interpreter, load_delegate  # type: ignore
+    from tflite_runtime.interpreter import Interpreter, load_delegate
 
 log = logging.getLogger(__name__)
 

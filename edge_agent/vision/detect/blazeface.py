@@ -150,7 +150,7 @@ class BlazeFaceDetector:
         self.model = model
         self.spec = spec
         self.runs_on = model.runs_on
-        self.variant = model.model.variant
+        self.variant: str = model.model.variant
         self.score_threshold = score_threshold  # may change between frames (SIGHUP)
         self.min_face_size = min_face_size
         self._anchors = make_anchors(spec)
