@@ -32,12 +32,12 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge_agent.config import check_mqtt, check_topic_part
 from edge_agent.publish.connection import (
     CONNECT_TIMEOUT_S,
     Backoff,
     Connection,
     MqttError,
-    check_topic_part,
     connect_once,
     last_error,
 )
@@ -75,11 +75,11 @@ class MqttPublisher:
     def __init__(self, config: Config, *, accelerator: str = "cpu") -> None:
         mqtt = config.mqtt
         self.device_id = config.effective_device_id
+        # The rules live in edge_agent.config and ran when the file was loaded; applied
+        # again for a config built in code and for the host name standing in as device id.
         check_topic_part("device_id", self.device_id, allow_slash=False)
-        check_topic_part("mqtt.topic_prefix", mqtt.topic_prefix, allow_slash=True)
-        if mqtt.discovery:
-            check_topic_part("mqtt.discovery_prefix", mqtt.discovery_prefix, allow_slash=True)
-        self.connection = Connection.from_config(mqtt)
+        check_mqtt(mqtt)
+        self.connection = Connection.from_config(mqtt)  # reads the password, builds TLS
         self.topics = Topics.of(mqtt.topic_prefix, self.device_id)
         self.client_id = mqtt.client_id or f"edge-agent-{node_id(self.device_id)}"
         self.accelerator = accelerator
