@@ -3,7 +3,8 @@
 Every field is declared once here with its type and bounds; loading walks the TOML against
 these declarations, so an unknown key, a wrong type or an out-of-range value is reported
 with its key path (`detector.score_threshold = 1.5: must be at most 1`) and exit code 78,
-never silently ignored.
+never silently ignored. The files a config names (the MQTT password and TLS files, the state
+folder) are checked when it is loaded too, so `config check` refuses what `run` would.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ import inspect
 import io
 import json
 import math
+import os
 import re
 import socket
+import ssl
+import stat
 import textwrap
 import tokenize
 import tomllib
@@ -146,17 +150,49 @@ class Config:
 
 
 # --- validation ---------------------------------------------------------------------------
-# Checks beyond type and range, by key path. Each raises ConfigError naming path and value.
+# Every rule a value must follow lives here, once, and runs when a file is loaded, so
+# `config check`, `check` and `run` accept and refuse the same files. Rules on one key are
+# in VALIDATORS and run while the file is read; rules that span keys run after it
+# (`_check_config`); rules that look at the filesystem (the password and TLS files,
+# state.dir) run in `load` (`check_files`). The capture, the pipeline, the display and the
+# publisher import what they need from here instead of keeping a copy. Each rule raises
+# ConfigError naming the key path and the value.
 
 _DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{0,64}")
 _NIGHT = re.compile(r"(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})")
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
+V4L2_NAME = re.compile(r"video\d+")  # a V4L2 camera's node in /dev
+BLAZEFACE_MODELS = ("short_range", "full_range")  # detector.model names; else an SSD file
+# MQTT brokers must accept client ids of 1-23 letters and digits and may accept more (and
+# most do); the protocol's own limit is 65535 bytes. 256 bytes is plenty for a name and
+# far from any broker's limit.
+CLIENT_ID_MAX_BYTES = 256
+_TOPIC_FORBIDDEN = re.compile(r"[+#\x00]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _shown(value: Any) -> str:
+    """A value as a message quotes it: its repr, cut short when it is very long."""
+    text = repr(value)
+    if isinstance(value, str) and len(text) > 80:
+        return f"{text[:60]}... ({len(value)} characters)"
+    return text
+
+
+def stream_scheme(source: str) -> str | None:
+    """The scheme of a URL, in lower case ("rtsp" for "RTSP://cam/s"); None if no URL."""
+    return source.split("://", 1)[0].lower() if "://" in source else None
+
+
+def is_v4l2_device(source: str) -> bool:
+    """`/dev/videoN`."""
+    return source.startswith("/dev/") and V4L2_NAME.fullmatch(source[5:]) is not None
 
 
 def _check_device_id(path: str, value: str) -> None:
     if not _DEVICE_ID.fullmatch(value):
         raise ConfigError(
-            f"{path} = {value!r}: use at most 64 letters, digits, '-' or '_' "
+            f"{path} = {_shown(value)}: use at most 64 letters, digits, '-' or '_' "
             "(it becomes part of MQTT topics and entity ids)"
         )
 
@@ -164,25 +200,34 @@ def _check_device_id(path: str, value: str) -> None:
 def _check_source(path: str, value: str) -> None:
     if not value.strip():
         raise ConfigError(f'{path} = {value!r}: must not be empty (use "auto")')
-    if "://" in value:
-        scheme = value.split("://", 1)[0].lower()
+    scheme = stream_scheme(value)
+    if scheme is not None:
         if scheme not in STREAM_SCHEMES:
             raise ConfigError(
-                f"{path} = {value!r}: unsupported URL scheme {scheme!r} "
+                f"{path} = {_shown(value)}: unsupported URL scheme {scheme!r} "
                 f"(use one of {', '.join(STREAM_SCHEMES)})"
             )
-    elif value.startswith("/dev/") and not re.fullmatch(r"/dev/video\d+", value):
-        raise ConfigError(f"{path} = {value!r}: a device must be /dev/videoN")
+    elif value.startswith("/dev/") and not is_v4l2_device(value):
+        raise ConfigError(f"{path} = {_shown(value)}: a device must be /dev/videoN")
+
+
+def _check_detector(path: str, value: str) -> None:
+    if value not in BLAZEFACE_MODELS and not value.lower().endswith(".tflite"):
+        raise ConfigError(
+            f'{path} = {_shown(value)}: must be "short_range", "full_range" or the path of an '
+            "SSD .tflite file"
+        )
 
 
 def _check_absolute(path: str, value: str) -> None:
     if not value.startswith("/"):
-        raise ConfigError(f"{path} = {value!r}: must be an absolute path")
+        raise ConfigError(f"{path} = {_shown(value)}: must be an absolute path")
 
 
-def _check_night(path: str, value: str) -> None:
+def night_span(value: str) -> tuple[int, int] | None:
+    """`display.night_off` as (start, end) in minutes after midnight; None when empty."""
     if not value:
-        return
+        return None
     match = _NIGHT.fullmatch(value)
     if (
         not match
@@ -192,16 +237,59 @@ def _check_night(path: str, value: str) -> None:
         or int(match[4]) > 59
     ):
         raise ConfigError(
-            f'{path} = {value!r}: must be "HH:MM-HH:MM" (e.g. "23:00-07:00") or empty'
+            f'display.night_off = {_shown(value)}: must be "HH:MM-HH:MM" (e.g. "23:00-07:00") '
+            "or empty"
+        )
+    start, end = int(match[1]) * 60 + int(match[2]), int(match[3]) * 60 + int(match[4])
+    if start == end:
+        raise ConfigError(
+            f'display.night_off = {value!r}: start and end are the same (use "" to keep the '
+            "panel on)"
+        )
+    return start, end
+
+
+def _check_night(path: str, value: str) -> None:
+    night_span(value)
+
+
+def check_topic_part(key: str, value: str, *, allow_slash: bool) -> None:
+    """A topic prefix (allow_slash) or a single topic level: not empty, no wildcard."""
+    if not value:
+        raise ConfigError(f"{key} = {value!r}: must not be empty")
+    if _TOPIC_FORBIDDEN.search(value) or (not allow_slash and "/" in value):
+        forbidden = "+, #" if allow_slash else "/, +, #"
+        raise ConfigError(f"{key} = {_shown(value)}: must not contain {forbidden}")
+
+
+def _check_client_id(path: str, value: str) -> None:
+    if _CONTROL.search(value):
+        raise ConfigError(f"{path} = {_shown(value)}: must not contain control characters")
+    size = len(value.encode("utf-8"))
+    if size > CLIENT_ID_MAX_BYTES:
+        raise ConfigError(
+            f"{path} = {_shown(value)}: must be at most {CLIENT_ID_MAX_BYTES} bytes of UTF-8, "
+            f"not {size} (empty: edge-agent-<device id>)"
         )
 
 
 VALIDATORS: dict[str, typing.Callable[[str, Any], None]] = {
     "device_id": _check_device_id,
     "camera.source": _check_source,
+    "detector.model": _check_detector,
+    "mqtt.client_id": _check_client_id,
     "state.dir": _check_absolute,
     "display.night_off": _check_night,
 }
+
+
+def check_mqtt(mqtt: MqttConfig) -> None:
+    """The [mqtt] values that become topics. Run on load; the publisher runs it again for a
+    config built in code (it costs nothing)."""
+    check_topic_part("mqtt.topic_prefix", mqtt.topic_prefix, allow_slash=True)
+    if mqtt.discovery:
+        check_topic_part("mqtt.discovery_prefix", mqtt.discovery_prefix, allow_slash=True)
+    _check_client_id("mqtt.client_id", mqtt.client_id)
 
 
 def _check_config(config: Config) -> None:
@@ -214,6 +302,113 @@ def _check_config(config: Config) -> None:
         raise ConfigError(
             f"mqtt.reconnect_min_s = {low!r}: must not exceed mqtt.reconnect_max_s = {high!r}"
         )
+    check_mqtt(mqtt)
+    check_display(config.display)
+
+
+def check_display(display: DisplayConfig) -> None:
+    """Display rules across keys; the display applies them to a config built in code too."""
+    night_span(display.night_off)
+    if display.kind == "framebuffer" and display.rotation:
+        raise ConfigError(
+            f"display.rotation = {display.rotation!r}: must be 0 for the framebuffer kind "
+            "(rotate the framebuffer itself: display_lcd_rotate, fbcon=rotate)"
+        )
+
+
+# Rules that look at the filesystem. `load` runs them, so `config check` on a file whose
+# password_file is missing says so; the connection calls the same functions when it reads
+# the password and builds the TLS context.
+
+
+def _os_reason(error: OSError) -> str:
+    if isinstance(error, ssl.SSLError):
+        return f"TLS error ({error.reason or error})"
+    return error.strerror.lower() if error.strerror else str(error) or type(error).__name__
+
+
+def _check_regular_file(key: str, value: str) -> None:
+    try:
+        mode = os.stat(value).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise ConfigError(f"{key} = {value!r}: file not found") from None
+    except OSError as error:
+        raise ConfigError(f"{key} = {value!r}: cannot read ({error.strerror or error})") from None
+    if stat.S_ISDIR(mode):
+        raise ConfigError(f"{key} = {value!r}: is a folder, not a file")
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{key} = {value!r}: not a regular file")
+
+
+def read_password(mqtt: MqttConfig) -> str | None:
+    """The password in `mqtt.password_file` (trailing newline stripped); None if no file is
+    set. Never part of a message: a file that is not UTF-8 is refused without quoting it."""
+    if not mqtt.password_file:
+        return None
+    key, value = "mqtt.password_file", mqtt.password_file
+    if not mqtt.username:
+        raise ConfigError(f"{key} = {value!r}: needs mqtt.username, which is empty")
+    _check_regular_file(key, value)
+    try:
+        return Path(value).read_text(encoding="utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:  # its message would quote a byte of the password
+        raise ConfigError(f"{key} = {value!r}: not UTF-8 text") from None
+    except OSError as error:
+        raise ConfigError(f"{key} = {value!r}: cannot read ({error.strerror or error})") from None
+
+
+def tls_context(mqtt: MqttConfig) -> ssl.SSLContext | None:
+    """The TLS context the [mqtt] keys ask for (None for no TLS), its files checked."""
+    if not (mqtt.tls or mqtt.tls_ca or mqtt.tls_cert or mqtt.tls_key):
+        return None
+    for key in ("tls_ca", "tls_cert", "tls_key"):
+        value = getattr(mqtt, key)
+        if value:
+            _check_regular_file(f"mqtt.{key}", value)
+    if mqtt.tls_key and not mqtt.tls_cert:
+        raise ConfigError("mqtt.tls_key is set but mqtt.tls_cert is empty")
+    try:
+        context = ssl.create_default_context(cafile=mqtt.tls_ca or None)
+    except OSError as error:  # ssl.SSLError is one
+        raise ConfigError(
+            f"mqtt.tls_ca = {mqtt.tls_ca!r}: not a usable CA file ({_os_reason(error)})"
+        ) from None
+    if mqtt.tls_cert:
+        try:
+            context.load_cert_chain(mqtt.tls_cert, mqtt.tls_key or None)
+        except OSError as error:
+            raise ConfigError(
+                f"mqtt.tls_cert = {mqtt.tls_cert!r}: not a usable certificate "
+                f"and key ({_os_reason(error)})"
+            ) from None
+    return context
+
+
+def _check_state_dir(value: str) -> None:
+    """Not a file, nor below one (a folder that does not exist yet is fine: systemd's
+    StateDirectory or the outbox creates it)."""
+    path = Path(value)
+    for candidate in (path, *path.parents):
+        try:
+            mode = os.stat(candidate).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError:  # cannot look (permissions): the outbox says so when it opens
+            return
+        if stat.S_ISDIR(mode):
+            return
+        if candidate != path:
+            raise ConfigError(f"state.dir = {value!r}: {candidate} is not a folder")
+        what = "is a file, not a folder" if stat.S_ISREG(mode) else "is not a folder"
+        raise ConfigError(f"state.dir = {value!r}: {what}")
+
+
+def check_files(config: Config) -> None:
+    """The rules that need the filesystem: the password file can be read (it is read and
+    dropped), the TLS files are usable, state.dir is not a file."""
+    read_password(config.mqtt)
+    tls_context(config.mqtt)
+    _check_state_dir(config.state.dir)
 
 
 def _check_value(path: str, value: Any, hint: Any, meta: typing.Mapping[str, Any]) -> Any:
@@ -298,6 +493,7 @@ def parse(text: str, source: str = "<config>") -> Config:
 
 
 def load(path: Path) -> Config:
+    """Read and check a config file: its values (`parse`), then the files it names."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -306,7 +502,16 @@ def load(path: Path) -> Config:
         raise ConfigError(f"{path}: is a folder, not a config file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read config ({error})") from None
-    return parse(text, str(path))
+    config = parse(text, str(path))
+    _check_files_of(config, str(path))
+    return config
+
+
+def _check_files_of(config: Config, source: str) -> None:
+    try:
+        check_files(config)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -342,7 +547,11 @@ def resolve_path(path: str | None) -> Path | None:
 def load_or_default(path: str | None) -> Config:
     """The file named on the command line, else the installed one, else the defaults."""
     resolved = resolve_path(path)
-    return Config() if resolved is None else load(resolved)
+    if resolved is not None:
+        return load(resolved)
+    config = Config()
+    _check_files_of(config, "built-in defaults")
+    return config
 
 
 # --- reload ---------------------------------------------------------------------------------
@@ -443,6 +652,11 @@ NOTES: dict[str, str] = {
     "(reloadable).",
     "models.dir": "Empty: the models/ folder installed with edge-agent.",
     "models.num_threads": "CPU threads per model.",
+    "mqtt.client_id": "Empty: edge-agent-<device id>. At most 256 bytes of UTF-8, no control "
+    "characters (brokers must accept 23 letters and digits; most accept far more).",
+    "mqtt.topic_prefix": "Topics are <prefix>/<device id>/...; may contain /, never + or #.",
+    "mqtt.password_file": "A file holding the broker password (needs username); it must be a "
+    "readable file whenever the config is loaded. Empty: EDGE_AGENT_MQTT_PASSWORD.",
     "mqtt.stats_interval_s": "Seconds between stats messages (reloadable).",
     "state.dir": "Must be writable by the service (systemd's StateDirectory).",
     "display.kind": '"none" disables the panel.',

@@ -114,15 +114,20 @@ def test_every_field_of_the_shipped_file_is_commented_or_documented():
 
 
 def test_show_prints_effective_config_as_toml_and_json(tmp_path, capsys):
-    path = tmp_path / "c.toml"
-    path.write_text("[detector]\nscore_threshold = 0.7\n[mqtt]\npassword_file = '/etc/pw'\n")
+    path, secret = tmp_path / "c.toml", tmp_path / "pw"
+    secret.write_text("hunter2\n")  # the file must exist: it is checked on load
+    path.write_text(
+        "[detector]\nscore_threshold = 0.7\n"
+        f"[mqtt]\nusername = 'agent'\npassword_file = '{secret}'\n"
+    )
     assert cli.main(["config", "show", "--config", str(path)]) == 0
     shown = capsys.readouterr().out
     assert config.parse(shown).detector.score_threshold == 0.7
     assert cli.main(["config", "show", "--json", "--config", str(path)]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["detector"]["score_threshold"] == 0.7
-    assert data["mqtt"]["password_file"] == "/etc/pw"  # a path, not a secret
+    assert data["mqtt"]["password_file"] == str(secret)  # a path, not a secret
+    assert "hunter2" not in shown
 
 
 def test_secret_looking_values_are_masked():

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from edge_agent.capture.files import open_path
+from edge_agent.vision.boxes import iou
 from edge_agent.vision.classify import FaceClassifier
 from edge_agent.vision.detect.blazeface import SHORT_RANGE, BlazeFaceDetector
 from edge_agent.vision.manifest import resolve
 from edge_agent.vision.runtime import AcceleratorChoice, TfliteModel
-from edge_agent.vision.track.tracker import _iou
 
 CPU = AcceleratorChoice("cpu", "cpu")
 
@@ -42,7 +42,7 @@ def test_int8_blazeface_finds_the_same_faces(frames) -> None:
     for image in frames:
         a, b = float_det.detect(image), int8_det.detect(image)
         assert len(a) == len(b) == 1
-        ious.append(_iou(a[0].box, b[0].box))
+        ious.append(iou(a[0].box, b[0].box))
         assert np.abs(a[0].keypoints - b[0].keypoints).max() < 0.08 * a[0].box[2]
     assert np.mean(ious) >= 0.9
 

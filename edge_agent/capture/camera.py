@@ -33,7 +33,7 @@ import cv2
 
 from edge_agent.capture import Frame, FrameSource
 from edge_agent.capture.files import open_path
-from edge_agent.config import STREAM_SCHEMES, CameraConfig
+from edge_agent.config import STREAM_SCHEMES, V4L2_NAME, CameraConfig, is_v4l2_device, stream_scheme
 from edge_agent.errors import EdgeAgentError, InputError
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def picamera2_available() -> bool:
 
 def video_devices(dev: Path = Path("/dev")) -> list[Path]:
     """/dev/video* in numeric order (video0 before video10)."""
-    found = [p for p in dev.glob("video*") if re.fullmatch(r"video\d+", p.name)]
+    found = [p for p in dev.glob("video*") if V4L2_NAME.fullmatch(p.name)]
     return sorted(found, key=lambda p: int(p.name[5:]))
 
 
@@ -111,9 +111,9 @@ def resolve_source(
         )
     if source == "picamera2":
         return SourceSpec("picamera2", "picamera2")
-    if "://" in source and source.split("://", 1)[0].lower() in STREAM_SCHEMES:
+    if stream_scheme(source) in STREAM_SCHEMES:
         return SourceSpec("stream", source)
-    if re.fullmatch(r"/dev/video\d+", source):
+    if is_v4l2_device(source):
         return SourceSpec("v4l2", source)
     return SourceSpec("file", source)
 

@@ -37,6 +37,7 @@ COMMANDS = {
     "config": "edge_agent.cli.config",
     "watch": "edge_agent.cli.watch",
     "demo": "edge_agent.cli.demo",
+    "eval": "edge_agent.cli.eval",
 }
 
 
@@ -95,6 +96,27 @@ def build_parser() -> argparse.ArgumentParser:
     watch = commands.add_parser("watch", help="live terminal dashboard over MQTT")
     watch.add_argument("--device", metavar="ID", help="only this device (default: all)")
     _add_config(watch)
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="measure emotion, age, gender and detection on labelled images",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_argument(
+        "labels",
+        metavar="LABELS.csv",
+        help="columns: image, and any of emotion, age, gender, boxes",
+    )
+    evaluate.add_argument(
+        "--images", metavar="DIR", help="where the images are (default: images/ beside the CSV)"
+    )
+    evaluate.add_argument("--split", metavar="NAME", help="only the rows whose `split` is NAME")
+    evaluate.add_argument("--json", action="store_true", help="a JSON summary on the last line")
+    evaluate.add_argument(
+        "--report", metavar="DIR", help="write confusion.png, calibration.png and summary.md"
+    )
+    _add_config(evaluate)
 
     demo = commands.add_parser("demo", help="the sample clip through the whole appliance")
     demo.add_argument("--loop", action="store_true", help="keep replaying the clip")

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.config import Config, load_or_default, resolve_path
+from edge_agent.config import BLAZEFACE_MODELS, Config, load_or_default, resolve_path
 from edge_agent.errors import ConfigError, EdgeAgentError
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
@@ -41,21 +41,21 @@ class Row:
 
 
 def check_models(config: Config) -> Row:
-    from edge_agent.vision.manifest import DEFAULT_MODELS_DIR, resolve
+    from edge_agent.vision.manifest import models_dir, resolve
     from edge_agent.vision.pipeline import models_needed
 
-    models_dir = Path(config.models.dir) if config.models.dir else DEFAULT_MODELS_DIR
+    folder = models_dir(config.models.dir)
     found, edgetpu = [], 0
     for name in models_needed(config):
-        model = resolve(name, config.models.variant, models_dir)  # raises ModelError
+        model = resolve(name, config.models.variant, folder)  # raises ModelError
         found.append(name)
         edgetpu += model.edgetpu_path().is_file()
-    if config.detector.model not in ("short_range", "full_range"):
+    if config.detector.model not in BLAZEFACE_MODELS:
         path = Path(config.detector.model)
         if not path.is_file():
             return Row("models", FAIL, f"detector.model = {config.detector.model!r}: no such file")
         found.append(path.name)
-    detail = f"{len(found)} {config.models.variant} file(s) match their checksums in {models_dir}"
+    detail = f"{len(found)} {config.models.variant} file(s) match their checksums in {folder}"
     if edgetpu:
         detail += f"; {edgetpu} with an Edge TPU build"
     return Row("models", OK, detail)
@@ -136,7 +136,7 @@ def check_broker(config: Config) -> Row:
         return Row("broker", SKIP, "mqtt.enabled = false")
     from edge_agent.publish.mqtt import MqttPublisher
 
-    try:  # a bad TLS or password file is refused while the publisher is built
+    try:  # its files were checked with the config; one that changed since still gets a row
         ok, message = MqttPublisher(config).check(timeout_s=BROKER_TIMEOUT_S)
     except EdgeAgentError as error:
         return Row("broker", FAIL, str(error))

@@ -21,12 +21,11 @@ from typing import Any, TextIO
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
 
-from edge_agent.config import load_or_default
+from edge_agent.config import check_topic_part, load_or_default
 from edge_agent.publish.connection import (
     Backoff,
     Connection,
     MqttError,
-    check_topic_part,
     connect_once,
     describe_error,
 )

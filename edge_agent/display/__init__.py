@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from edge_agent.config import DisplayConfig
+from edge_agent.config import DisplayConfig, check_display
 from edge_agent.display.care import NightHours, dim_contrast
 from edge_agent.display.panels import DisplayError, open_device
 from edge_agent.display.screens import Renderer, fault_lines
@@ -50,7 +50,7 @@ def open_display(config: DisplayConfig, *, keep_last_picture: bool = False) -> D
     is unavailable (both EdgeAgentError, reported as one line)."""
     if config.kind == "none":
         return None
-    NightHours.parse(config.night_off)  # a typo fails before any hardware is touched
+    check_display(config)  # a typo fails before any hardware is touched
     return Display(config, open_device(config), keep_last_picture=keep_last_picture)
 
 

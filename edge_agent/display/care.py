@@ -6,11 +6,10 @@ state it is given and tests can pin the clock.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 
-from edge_agent.errors import ConfigError
+from edge_agent.config import night_span
 
 SHIFT_PERIOD_S = 180.0
 # One step a period, walking round the origin so every pixel rests as often as it works.
@@ -25,7 +24,6 @@ SHIFT_OFFSETS: tuple[tuple[int, int], ...] = (
     (0, -1),
     (1, -1),
 )
-_HOURS = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,19 +35,10 @@ class NightHours:
 
     @classmethod
     def parse(cls, text: str) -> NightHours | None:
-        """ "23:00-07:00" → NightHours; "" → None (never off)."""
-        if not text.strip():
-            return None
-        match = _HOURS.match(text)
-        if match is None:
-            raise ConfigError(f'display.night_off = {text!r}: must look like "23:00-07:00"')
-        h0, m0, h1, m1 = (int(part) for part in match.groups())
-        if h0 > 23 or h1 > 23 or m0 > 59 or m1 > 59:
-            raise ConfigError(f"display.night_off = {text!r}: hours 0-23, minutes 0-59")
-        start, end = h0 * 60 + m0, h1 * 60 + m1
-        if start == end:
-            raise ConfigError(f"display.night_off = {text!r}: start and end are the same")
-        return cls(start, end)
+        """ "23:00-07:00" → NightHours; "" → None (never off). The rule is the config's:
+        a bad value raises ConfigError naming `display.night_off`."""
+        span = night_span(text)
+        return None if span is None else cls(*span)
 
     def contains(self, wall: float) -> bool:
         local = time.localtime(wall)

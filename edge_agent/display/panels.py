@@ -17,7 +17,7 @@ from typing import Any
 from luma.core.device import dummy
 
 from edge_agent.config import DisplayConfig
-from edge_agent.errors import EX_UNAVAILABLE, ConfigError, EdgeAgentError
+from edge_agent.errors import EX_UNAVAILABLE, EdgeAgentError
 
 OLED_KINDS = ("ssd1306", "sh1106")
 SPI_HZ = 32_000_000  # a 240x240 RGB frame in ~45 ms; the luma default (8 MHz) takes ~170 ms
@@ -105,11 +105,7 @@ def _open(config: DisplayConfig) -> Any:
     if kind == "framebuffer":
         from luma.core.device import linux_framebuffer
 
-        if config.rotation:
-            raise ConfigError(
-                "display.rotation must be 0 for the framebuffer kind: rotate "
-                "the framebuffer itself (display_lcd_rotate, fbcon=rotate)"
-            )
+        # (display.rotation is 0 here: the config refuses a rotated framebuffer)
         return linux_framebuffer(framebuffer_path(config))
     raise DisplayError(f"display.kind = {kind!r}: no such panel")
 

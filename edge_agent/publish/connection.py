@@ -15,20 +15,18 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_agent.config import MqttConfig
+from edge_agent.config import MqttConfig, read_password, tls_context
 from edge_agent.errors import EX_UNAVAILABLE, ConfigError, EdgeAgentError
 from edge_agent.types import BrokerState, BrokerStatus
 
 PASSWORD_ENV = "EDGE_AGENT_MQTT_PASSWORD"
 CONNECT_TIMEOUT_S = 5.0
-_TOPIC_FORBIDDEN = re.compile(r"[+#\x00]")
 # MQTT 5 CONNACK reason codes (and their 3.1.1 equivalents, which paho maps onto them).
 _AUTH_REASONS = {134, 135, 140}  # bad user name or password, not authorized, bad auth method
 
@@ -91,7 +89,7 @@ class Connection:
             mqtt.keepalive_s,
             mqtt.username,
             _password(mqtt),
-            _tls_context(mqtt),
+            tls_context(mqtt),
         )
 
     def new_client(
@@ -154,61 +152,10 @@ def last_error(client: paho.Client) -> str:
 
 def _password(mqtt: MqttConfig) -> str | None:
     if mqtt.password_file:
-        if not mqtt.username:
-            raise ConfigError("mqtt.password_file is set but mqtt.username is empty")
-        path = Path(mqtt.password_file)
-        try:
-            return path.read_text(encoding="utf-8").rstrip("\r\n")
-        except FileNotFoundError:
-            raise ConfigError(
-                f"mqtt.password_file = {mqtt.password_file!r}: file not found"
-            ) from None
-        except UnicodeDecodeError:  # its message would quote a byte of the password
-            raise ConfigError(
-                f"mqtt.password_file = {mqtt.password_file!r}: not UTF-8 text"
-            ) from None
-        except OSError as error:
-            raise ConfigError(
-                f"mqtt.password_file = {mqtt.password_file!r}: "
-                f"cannot read ({error.strerror or error})"
-            ) from None
+        return read_password(mqtt)
     if mqtt.username:
         return os.environ.get(PASSWORD_ENV)
     return None
-
-
-def _tls_context(mqtt: MqttConfig) -> ssl.SSLContext | None:
-    if not (mqtt.tls or mqtt.tls_ca or mqtt.tls_cert or mqtt.tls_key):
-        return None
-    for key in ("tls_ca", "tls_cert", "tls_key"):
-        value = getattr(mqtt, key)
-        if value and not Path(value).is_file():
-            raise ConfigError(f"mqtt.{key} = {value!r}: file not found")
-    if mqtt.tls_key and not mqtt.tls_cert:
-        raise ConfigError("mqtt.tls_key is set but mqtt.tls_cert is empty")
-    try:
-        context = ssl.create_default_context(cafile=mqtt.tls_ca or None)
-    except (ssl.SSLError, OSError) as error:
-        raise ConfigError(
-            f"mqtt.tls_ca = {mqtt.tls_ca!r}: not a usable CA file ({describe_error(error)})"
-        ) from None
-    if mqtt.tls_cert:
-        try:
-            context.load_cert_chain(mqtt.tls_cert, mqtt.tls_key or None)
-        except (ssl.SSLError, OSError) as error:
-            raise ConfigError(
-                f"mqtt.tls_cert = {mqtt.tls_cert!r}: not a usable certificate "
-                f"and key ({describe_error(error)})"
-            ) from None
-    return context
-
-
-def check_topic_part(key: str, value: str, *, allow_slash: bool) -> None:
-    if not value:
-        raise ConfigError(f"{key}: must not be empty")
-    if _TOPIC_FORBIDDEN.search(value) or (not allow_slash and "/" in value):
-        forbidden = "+, #" if allow_slash else "/, +, #"
-        raise ConfigError(f"{key} = {value!r}: must not contain {forbidden}")
 
 
 def describe_error(error: BaseException) -> str:

@@ -12,13 +12,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from edge_agent.config import Config
-from edge_agent.publish.connection import (
-    Connection,
-    MqttError,
-    check_topic_part,
-    connect_once,
-)
+from edge_agent.config import Config, check_mqtt, check_topic_part
+from edge_agent.publish.connection import Connection, MqttError, connect_once
 from edge_agent.publish.discovery import node_id
 from edge_agent.publish.feed import ResultFeed
 from edge_agent.publish.messages import Topics
@@ -37,11 +32,11 @@ class MqttPublisher:
     def __init__(self, config: Config, *, accelerator: str = "cpu") -> None:
         mqtt = config.mqtt
         self.device_id = config.effective_device_id
+        # The rules live in edge_agent.config and ran when the file was loaded; applied
+        # again for a config built in code and for the host name standing in as device id.
         check_topic_part("device_id", self.device_id, allow_slash=False)
-        check_topic_part("mqtt.topic_prefix", mqtt.topic_prefix, allow_slash=True)
-        if mqtt.discovery:
-            check_topic_part("mqtt.discovery_prefix", mqtt.discovery_prefix, allow_slash=True)
-        self.connection = Connection.from_config(mqtt)
+        check_mqtt(mqtt)
+        self.connection = Connection.from_config(mqtt)  # reads the password, builds TLS
         self.topics = Topics.of(mqtt.topic_prefix, self.device_id)
         self.client_id = mqtt.client_id or f"edge-agent-{node_id(self.device_id)}"
         self.accelerator = accelerator

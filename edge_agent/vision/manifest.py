@@ -21,6 +21,12 @@ MANIFEST_NAME = "manifest.json"
 EDGETPU_SUFFIX = "_edgetpu.tflite"
 
 
+def models_dir(configured: str) -> Path:
+    """Where the model files are: `models.dir`, or when it is empty the models/ folder
+    beside the package."""
+    return Path(configured) if configured else DEFAULT_MODELS_DIR
+
+
 @dataclass(frozen=True, slots=True)
 class ModelFile:
     """One verified file of one model, with the manifest entry that describes it."""

@@ -10,20 +10,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge_agent.config import Config
+import numpy as np
+
+from edge_agent.config import BLAZEFACE_MODELS, Config
 from edge_agent.errors import ModelError
 from edge_agent.types import Frame, FrameResult, TrackEvent
 from edge_agent.vision.classify import FaceClassifier
 from edge_agent.vision.detect import Detector
 from edge_agent.vision.detect.blazeface import FULL_RANGE, SHORT_RANGE, BlazeFaceDetector
 from edge_agent.vision.detect.ssd import SsdDetector
-from edge_agent.vision.manifest import DEFAULT_MODELS_DIR, ModelFile, resolve
+from edge_agent.vision.manifest import ModelFile, models_dir, resolve
 from edge_agent.vision.runtime import AcceleratorChoice, TfliteModel
 from edge_agent.vision.track import Tracker, TrackerSettings
 
+# detector.model name -> (manifest name, anchors and input size)
 BLAZEFACE = {
-    "short_range": ("blazeface_short_range", SHORT_RANGE),
-    "full_range": ("blazeface_full_range", FULL_RANGE),
+    name: (f"blazeface_{name}", spec)
+    for name, spec in zip(BLAZEFACE_MODELS, (SHORT_RANGE, FULL_RANGE), strict=True)
 }
 CLASSIFIER_MODELS = {"emotion": "emotion_mini_xception", "age": "age_v1", "gender": "gender_v1"}
 
@@ -53,14 +56,14 @@ class Pipeline:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        models_dir = Path(config.models.dir) if config.models.dir else DEFAULT_MODELS_DIR
+        folder = models_dir(config.models.dir)
         self.accelerator = AcceleratorChoice.resolve(config.accelerator)
         variant = config.models.variant
         threads = config.models.num_threads
 
         def load(name: str) -> TfliteModel:
             return TfliteModel(
-                resolve(name, variant, models_dir), self.accelerator, num_threads=threads
+                resolve(name, variant, folder), self.accelerator, num_threads=threads
             )
 
         self.detector: Detector = self._detector(config, load)
@@ -84,10 +87,7 @@ class Pipeline:
             )
         path = Path(detector.model)
         if not path.is_file():
-            raise ModelError(
-                f"detector.model = {detector.model!r}: not 'short_range', "
-                "'full_range' or an existing SSD .tflite file"
-            )
+            raise ModelError(f"detector.model = {detector.model!r}: no such file")
         model = TfliteModel(
             ModelFile(path.stem, "int8", path, {}),
             self.accelerator,
@@ -138,6 +138,16 @@ class Pipeline:
             "track": ((tracked - detected) + (done - classified)) * 1e3,
         }
         return FrameResult(frame.index, frame.t, faces, events, stages)
+
+    def process_still(self, image: np.ndarray) -> FrameResult:
+        """One photo judged on its own: a fresh tracker, so no track, smoothing or id
+        carries over from the previous photo (eval, folders of unrelated images)."""
+        running = self.tracker
+        self.tracker = Tracker(running.settings)
+        try:
+            return self.process(Frame(0, 0.0, image))
+        finally:
+            self.tracker = running
 
     def expire(self, t: float) -> list[TrackEvent]:
         """Retire faces unseen for too long while no frame arrives (a lost camera)."""

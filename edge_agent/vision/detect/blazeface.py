@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from edge_agent.types import Detection
+from edge_agent.vision.boxes import iou_many
 from edge_agent.vision.runtime import TfliteModel
 
 
@@ -55,18 +56,6 @@ def make_anchors(spec: AnchorSpec) -> np.ndarray:
     return np.concatenate(centres).astype(np.float32)
 
 
-def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """IoU of one (x1, y1, x2, y2) box against many."""
-    x1 = np.maximum(box[0], others[:, 0])
-    y1 = np.maximum(box[1], others[:, 1])
-    x2 = np.minimum(box[2], others[:, 2])
-    y2 = np.minimum(box[3], others[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
-
-
 def weighted_nms(
     corners: np.ndarray,
     keypoints: np.ndarray,
@@ -89,7 +78,7 @@ def weighted_nms(
     for index in range(len(scores)):
         if not remaining[index]:
             continue
-        cluster = remaining & (_iou(corners[index], corners) > iou)
+        cluster = remaining & (iou_many(corners[index], corners) > iou)
         cluster[index] = True
         remaining &= ~cluster
         weights = scores[cluster] / scores[cluster].sum()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_agent.types import EMOTIONS, GENDERS, Detection, FaceResult, TrackEvent, emotion_dict
+from edge_agent.vision.boxes import iou
 from edge_agent.vision.classify import FaceAttributes
 
 
@@ -74,17 +75,6 @@ class Track:
         )
 
 
-def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    w = min(ax + aw, bx + bw) - max(ax, bx)
-    h = min(ay + ah, by + bh) - max(ay, by)
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / (aw * ah + bw * bh - inter)
-
-
 class Tracker:
     """Greedy IoU association: a handful of faces per frame needs nothing heavier."""
 
@@ -103,7 +93,7 @@ class Tracker:
         self._retire(t)
         pairs = sorted(
             (
-                (_iou(track.box, det.box), ti, di)
+                (iou(track.box, det.box), ti, di)
                 for ti, track in enumerate(self.tracks)
                 for di, det in enumerate(detections)
             ),
@@ -111,8 +101,8 @@ class Tracker:
         )
         assigned: dict[int, Track] = {}
         used_tracks: set[int] = set()
-        for iou, ti, di in pairs:
-            if iou < self.settings.match_iou:
+        for overlap, ti, di in pairs:
+            if overlap < self.settings.match_iou:
                 break
             if ti in used_tracks or di in assigned:
                 continue
