@@ -13,28 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
-from test_camera import MjpegCamera
-
-from edge_agent import config as config_model
-from edge_agent.config import Config
+from helpers.camera import MjpegCamera
+from helpers.daemon import base_config, write
 
 REPO = Path(__file__).resolve().parent.parent
 CLIP = "WolfgangLanger_Pexels.mp4"
 WATCHDOG_USEC = 600_000  # pings every 0.3 s
-
-
-def base_config(tmp_path: Path) -> Config:
-    """The real models in models/, on the CPU, with MQTT off unless a test turns it on."""
-    config = Config()
-    config.accelerator = "cpu"
-    config.mqtt.enabled = False
-    config.state.dir = str(tmp_path / "state")
-    return config
-
-
-def write(path: Path, config: Config) -> Path:
-    path.write_text(config_model.render_toml(config))
-    return path
 
 
 class NotifySocket:
@@ -280,7 +264,7 @@ def test_the_whole_appliance_with_a_real_broker_and_panel(
 ):
     """Camera → pipeline → MQTT (real mosquitto) and the png panel, under the notify socket."""
     import jsonschema
-    from mqtt_broker import Collector
+    from helpers.mqtt import Collector
 
     from edge_agent.publish.messages import load_schema
 
@@ -329,7 +313,7 @@ def test_faces_end_on_time_when_a_live_camera_goes_silent(
 ):
     """No frame, no detection: the face must still be reported gone after lost_after_s,
     not left on the dashboard until the camera comes back."""
-    from mqtt_broker import Collector
+    from helpers.mqtt import Collector
 
     with (
         MjpegCamera(media(CLIP), frames=48, fps=24) as camera,

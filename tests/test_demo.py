@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from mqtt_broker import _binary, wait_until
+from helpers import need, wait_until
 from PIL import Image
 
 TIMEOUT_S = 45
@@ -71,7 +71,7 @@ def check_output(out: str) -> None:
 @pytest.mark.parametrize("broker", ["mosquitto", "embedded"])
 def test_demo_plays_the_clip_through_mqtt_and_the_display(broker, media, tmp_path) -> None:
     if broker == "mosquitto":
-        _binary("mosquitto")  # skipped where not installed, a failure in CI
+        need("mosquitto")  # skipped where not installed, a failure in CI
     media("single_face.mp4")
     env = demo_env(tmp_path, broker)
     done = subprocess.run(

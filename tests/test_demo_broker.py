@@ -13,7 +13,8 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
-from mqtt_broker import Collector, first_occurrences, publisher_config, scene, wait_until
+from helpers import wait_until
+from helpers.mqtt import Collector, first_occurrences, publisher_config, scene
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.demo.broker import (

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from mqtt_broker import (
+from helpers import wait_until
+from helpers.mqtt import (
     Collector,
     Mosquitto,
     free_port,
@@ -21,7 +22,6 @@ from mqtt_broker import (
     publisher_config,
     scene,
     tls_files,
-    wait_until,
 )
 
 from edge_agent.errors import ConfigError
