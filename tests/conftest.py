@@ -1,5 +1,6 @@
 """Shared fixtures: real sample media (verified, cached outside the repo) and a real mosquitto.
-The helpers they use are in tests/helpers/.
+The helpers they use are in tests/helpers/. Every test that uses the `mosquitto` fixture is
+marked `broker` here; the ones that start a `Mosquitto(...)` of their own say so themselves.
 """
 
 from __future__ import annotations
@@ -27,3 +28,9 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
         yield broker
     finally:
         broker.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "mosquitto" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.broker)

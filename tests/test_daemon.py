@@ -193,6 +193,7 @@ def test_ready_watchdog_status_reload_and_sigterm(tmp_path, media, notify, daemo
     assert "Traceback" not in daemon.output()
 
 
+@pytest.mark.slow
 def test_a_camera_that_stops_delivering_stops_the_watchdog(tmp_path, media, notify, daemons):
     """A real network camera that goes silent: pings stop, so systemd would restart us."""
     with MjpegCamera(media(CLIP), frames=48, fps=24) as camera:
@@ -220,6 +221,7 @@ def test_a_camera_that_stops_delivering_stops_the_watchdog(tmp_path, media, noti
         assert time.monotonic() - term_at < 5
 
 
+@pytest.mark.slow
 def test_a_finite_file_runs_every_frame_and_exits_0(tmp_path, media, notify, daemons):
     config = base_config(tmp_path)
     config.camera.source = str(media("face_noface.mov"))  # 169 frames
@@ -259,6 +261,7 @@ def test_a_missing_source_file_exits_66(tmp_path, notify, daemons):
     assert "nope.mp4: no such file" in daemon.output()
 
 
+@pytest.mark.slow
 def test_the_whole_appliance_with_a_real_broker_and_panel(
     tmp_path, media, notify, daemons, mosquitto
 ):
@@ -308,6 +311,7 @@ def test_the_whole_appliance_with_a_real_broker_and_panel(
     assert "Traceback" not in daemon.output()
 
 
+@pytest.mark.slow
 def test_faces_end_on_time_when_a_live_camera_goes_silent(
     tmp_path, media, notify, daemons, mosquitto
 ):

@@ -68,7 +68,9 @@ def check_output(out: str) -> None:
     assert int(events[1]) >= 1 and int(events[1]) == int(events[3]), out
 
 
-@pytest.mark.parametrize("broker", ["mosquitto", "embedded"])
+@pytest.mark.parametrize(
+    "broker", [pytest.param("mosquitto", marks=pytest.mark.broker), "embedded"]
+)
 def test_demo_plays_the_clip_through_mqtt_and_the_display(broker, media, tmp_path) -> None:
     if broker == "mosquitto":
         need("mosquitto")  # skipped where not installed, a failure in CI
@@ -90,6 +92,7 @@ def test_demo_plays_the_clip_through_mqtt_and_the_display(broker, media, tmp_pat
     check_png(Path(env["EDGE_AGENT_DEMO_DISPLAY"]))
 
 
+@pytest.mark.slow
 def test_demo_loop_runs_until_ctrl_c_then_sums_up(media, tmp_path) -> None:
     media("single_face.mp4")
     env = demo_env(tmp_path, "auto")

@@ -22,6 +22,8 @@ from helpers.mqtt import (
 
 from edge_agent.publish import MqttPublisher
 
+pytestmark = pytest.mark.broker  # every test here runs a mosquitto
+
 AVAILABILITY = "edge-agent/test-device/availability"
 
 
