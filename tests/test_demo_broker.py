@@ -7,6 +7,7 @@ starts, fails and stops in one line and a bounded time. Loopback only, every wai
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -20,6 +21,7 @@ from helpers import wait_until
 from helpers.mqtt import Collector, PublisherProcess, first_occurrences, publisher_config, scene
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge_agent.cli import demo
 from edge_agent.demo import broker as embedded
 from edge_agent.demo.broker import EmbeddedBroker
 from edge_agent.demo.mosquitto import BrokerError
@@ -155,3 +157,21 @@ def test_without_amqtt_it_says_how_to_install_it(tmp_path: Path, monkeypatch) ->
     monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda _name: None)
     with pytest.raises(BrokerError, match=r"needs amqtt: pip install 'edge-agent\[demo\]'"):
         EmbeddedBroker(tmp_path).start()
+
+
+def test_the_demo_falls_back_to_it_when_mosquitto_fails(tmp_path: Path, monkeypatch, capsys):
+    fake = tmp_path / "bin" / "mosquitto"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'Error: this mosquitto is broken' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    broker = demo.start_broker("auto", tmp_path / "work")
+    try:
+        assert (broker.name, broker.protocol) == ("embedded", "3.1.1")
+    finally:
+        broker.stop()
+    assert capsys.readouterr().out.splitlines() == [
+        f"starting the MQTT broker: {fake} ...",
+        f"  mosquitto ({fake}) did not start: Error: this mosquitto is broken; "
+        "using the embedded broker instead",
+    ]

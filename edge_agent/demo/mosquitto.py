@@ -74,8 +74,10 @@ def listening(port: int, host: str = HOST, pid: int | None = None) -> bool:
             return False
     try:
         ours = _socket_inodes(pid) if pid is not None else None
-    except OSError:
+    except FileNotFoundError:
         return False  # the process is gone
+    except OSError:
+        ours = None  # not ours to look into: any listener will do
     address = f"{int.from_bytes(socket.inet_aton(host), sys.byteorder):08X}:{port:04X}"
     for line in table:
         fields = line.split()  # sl local_address rem_address st ... uid timeout inode
@@ -115,7 +117,7 @@ class BrokerProcess:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.host = HOST
         self.port = port or free_port()
-        self._port_kept = port is not None  # given, or once started: restarts keep it
+        self._port_kept = bool(port)  # given, or once started: restarts keep it
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.directory / self.log_name
         self.stderr_to_log = True  # else the child writes to our own stderr
