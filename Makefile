@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing edge-agent with its dev tools"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev,demo]'
 	@touch $(STAMP)
 
 test: setup lint

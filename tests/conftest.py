@@ -1,13 +1,15 @@
-"""Shared fixtures: real sample media (verified, cached outside the repo) and real models."""
+"""Shared fixtures: real sample media (verified, cached outside the repo) and a real mosquitto.
+The helpers they use are in tests/helpers/. Every test that uses the `mosquitto` fixture is
+marked `broker` here; the ones that start a `Mosquitto(...)` of their own say so themselves.
+"""
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers.mqtt import Mosquitto
 
 from edge_agent.demo.samples import sample
 
@@ -18,16 +20,17 @@ def media() -> Callable[[str], Path]:
     return sample
 
 
-# A running mosquitto on a free 127.0.0.1 port; see tests/mqtt_broker.py.
-from mqtt_broker import mosquitto  # noqa: E402, F401
+@pytest.fixture
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """A running anonymous mosquitto on a free 127.0.0.1 port (`.host`, `.port`)."""
+    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto")).start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
 
 
-def need(tool: str) -> None:
-    """Skip where a Debian tool is missing on a developer's machine, but fail in CI, where
-    scripts/install-dev-deps.sh must have installed it: a skipped test proves nothing."""
-    if shutil.which(tool):
-        return
-    message = f"{tool} is not installed (scripts/install-dev-deps.sh installs it)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "mosquitto" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.broker)

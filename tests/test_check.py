@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_daemon import base_config, write
+from helpers.daemon import base_config, write
 
 from edge_agent import config as config_model
 from edge_agent.cli import check

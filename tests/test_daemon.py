@@ -13,28 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
-from test_camera import MjpegCamera
-
-from edge_agent import config as config_model
-from edge_agent.config import Config
+from helpers.camera import MjpegCamera
+from helpers.daemon import base_config, write
 
 REPO = Path(__file__).resolve().parent.parent
 CLIP = "WolfgangLanger_Pexels.mp4"
 WATCHDOG_USEC = 600_000  # pings every 0.3 s
-
-
-def base_config(tmp_path: Path) -> Config:
-    """The real models in models/, on the CPU, with MQTT off unless a test turns it on."""
-    config = Config()
-    config.accelerator = "cpu"
-    config.mqtt.enabled = False
-    config.state.dir = str(tmp_path / "state")
-    return config
-
-
-def write(path: Path, config: Config) -> Path:
-    path.write_text(config_model.render_toml(config))
-    return path
 
 
 class NotifySocket:
@@ -209,6 +193,7 @@ def test_ready_watchdog_status_reload_and_sigterm(tmp_path, media, notify, daemo
     assert "Traceback" not in daemon.output()
 
 
+@pytest.mark.slow
 def test_a_camera_that_stops_delivering_stops_the_watchdog(tmp_path, media, notify, daemons):
     """A real network camera that goes silent: pings stop, so systemd would restart us."""
     with MjpegCamera(media(CLIP), frames=48, fps=24) as camera:
@@ -236,6 +221,7 @@ def test_a_camera_that_stops_delivering_stops_the_watchdog(tmp_path, media, noti
         assert time.monotonic() - term_at < 5
 
 
+@pytest.mark.slow
 def test_a_finite_file_runs_every_frame_and_exits_0(tmp_path, media, notify, daemons):
     config = base_config(tmp_path)
     config.camera.source = str(media("face_noface.mov"))  # 169 frames
@@ -275,12 +261,13 @@ def test_a_missing_source_file_exits_66(tmp_path, notify, daemons):
     assert "nope.mp4: no such file" in daemon.output()
 
 
+@pytest.mark.slow
 def test_the_whole_appliance_with_a_real_broker_and_panel(
     tmp_path, media, notify, daemons, mosquitto
 ):
     """Camera → pipeline → MQTT (real mosquitto) and the png panel, under the notify socket."""
     import jsonschema
-    from mqtt_broker import Collector
+    from helpers.mqtt import Collector
 
     from edge_agent.publish.messages import load_schema
 
@@ -324,12 +311,13 @@ def test_the_whole_appliance_with_a_real_broker_and_panel(
     assert "Traceback" not in daemon.output()
 
 
+@pytest.mark.slow
 def test_faces_end_on_time_when_a_live_camera_goes_silent(
     tmp_path, media, notify, daemons, mosquitto
 ):
     """No frame, no detection: the face must still be reported gone after lost_after_s,
     not left on the dashboard until the camera comes back."""
-    from mqtt_broker import Collector
+    from helpers.mqtt import Collector
 
     with (
         MjpegCamera(media(CLIP), frames=48, fps=24) as camera,

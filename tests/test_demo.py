@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from mqtt_broker import _binary, wait_until
+from helpers import need, wait_until
 from PIL import Image
 
 TIMEOUT_S = 45
@@ -68,10 +68,12 @@ def check_output(out: str) -> None:
     assert int(events[1]) >= 1 and int(events[1]) == int(events[3]), out
 
 
-@pytest.mark.parametrize("broker", ["mosquitto", "embedded"])
+@pytest.mark.parametrize(
+    "broker", [pytest.param("mosquitto", marks=pytest.mark.broker), "embedded"]
+)
 def test_demo_plays_the_clip_through_mqtt_and_the_display(broker, media, tmp_path) -> None:
     if broker == "mosquitto":
-        _binary("mosquitto")  # skipped where not installed, a failure in CI
+        need("mosquitto")  # skipped where not installed, a failure in CI
     media("single_face.mp4")
     env = demo_env(tmp_path, broker)
     done = subprocess.run(
@@ -90,6 +92,7 @@ def test_demo_plays_the_clip_through_mqtt_and_the_display(broker, media, tmp_pat
     check_png(Path(env["EDGE_AGENT_DEMO_DISPLAY"]))
 
 
+@pytest.mark.slow
 def test_demo_loop_runs_until_ctrl_c_then_sums_up(media, tmp_path) -> None:
     media("single_face.mp4")
     env = demo_env(tmp_path, "auto")

@@ -113,7 +113,10 @@ def test_each_emotion_has_its_own_icon(tmp_path: Path) -> None:
     assert len(set(icons.values())) == len(icons)
 
 
-@pytest.mark.parametrize("size", [(128, 64), (128, 32), (240, 240), (320, 240), (96, 96)])
+@pytest.mark.parametrize(
+    "size",
+    [(128, 64), (128, 32), pytest.param((240, 240), marks=pytest.mark.slow), (320, 240), (96, 96)],
+)
 @pytest.mark.parametrize("colour", [False, True])
 def test_text_stays_inside_the_panel(
     tmp_path: Path, frame: np.ndarray, size: tuple[int, int], colour: bool

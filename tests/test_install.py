@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import need
+from helpers import need
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "install.sh"
@@ -168,6 +168,7 @@ def target_root(tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_install_into_a_root_then_uninstall(target_root):
     env = {"PIP_NO_DEPS": "1"}  # the package itself; its dependencies are the venv's business
     first = install("--root", str(target_root), env=env, timeout=300)

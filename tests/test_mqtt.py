@@ -13,7 +13,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from mqtt_broker import (
+from helpers import wait_until
+from helpers.mqtt import (
     Collector,
     Mosquitto,
     free_port,
@@ -21,7 +22,6 @@ from mqtt_broker import (
     publisher_config,
     scene,
     tls_files,
-    wait_until,
 )
 
 from edge_agent.errors import ConfigError
@@ -192,6 +192,7 @@ def test_retained_availability_state_stats_and_discovery_greet_a_late_subscriber
         assert after.messages[0].payload == b"offline" and after.messages[0].retain
 
 
+@pytest.mark.broker
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_wrong_password_is_reported_retried_and_never_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, protocol: str
@@ -246,6 +247,7 @@ def authed_collector(broker: Mosquitto) -> Collector:
     return collector
 
 
+@pytest.mark.broker
 def test_tls_with_a_client_certificate(tmp_path: Path):
     files = tls_files(tmp_path / "pki")
     with Mosquitto(tmp_path / "broker", tls=files) as broker:
@@ -344,6 +346,7 @@ def test_publish_frame_never_waits_on_a_broker_that_does_not_answer(tmp_path: Pa
         assert str(publisher.status) == "disconnected"
 
 
+@pytest.mark.broker
 def test_a_full_outbox_keeps_the_newest_and_counts_the_dropped(tmp_path: Path):
     port = free_port()
     config = publisher_config("127.0.0.1", port, tmp_path / "state", outbox_max_events=10)

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from mqtt_broker import (
+from helpers import wait_until
+from helpers.mqtt import (
     EVENTS_PER_CYCLE,
     Collector,
     Mosquitto,
@@ -17,10 +18,11 @@ from mqtt_broker import (
     first_occurrences,
     publisher_config,
     scene,
-    wait_until,
 )
 
 from edge_agent.publish import MqttPublisher
+
+pytestmark = pytest.mark.broker  # every test here runs a mosquitto
 
 AVAILABILITY = "edge-agent/test-device/availability"
 
@@ -137,7 +139,7 @@ def test_publisher_killed_mid_stream_and_restarted_sends_every_seq(tmp_path: Pat
 
 def test_stop_sends_the_backlog_before_saying_offline(tmp_path: Path):
     """A finite source ends: stop() flushes the outbox (bounded), then `offline`."""
-    from mqtt_broker import free_port
+    from helpers.mqtt import free_port
 
     port = free_port()
     config = publisher_config("127.0.0.1", port, tmp_path / "state")

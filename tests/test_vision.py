@@ -39,12 +39,14 @@ def face_rate(results: list[FrameResult]) -> float:
     return sum(bool(r.faces) for r in results) / len(results)
 
 
+@pytest.mark.slow
 def test_face_found_on_nearly_every_frame_of_the_pexels_clip(pexels) -> None:
     results, _ = pexels
     assert len(results) == 472
     assert face_rate(results) >= 0.95
 
 
+@pytest.mark.slow
 def test_one_face_keeps_one_track_id_through_the_pexels_clip(pexels) -> None:
     results, events = pexels
     ids = {face.track for result in results for face in result.faces}
@@ -52,6 +54,7 @@ def test_one_face_keeps_one_track_id_through_the_pexels_clip(pexels) -> None:
     assert [e.type for e in events if e.type != "emotion_changed"] == ["face_appeared", "face_lost"]
 
 
+@pytest.mark.slow
 def test_every_face_carries_emotion_age_and_gender(pexels) -> None:
     results, _ = pexels
     face = next(r.faces[0] for r in results if r.faces)
@@ -62,6 +65,7 @@ def test_every_face_carries_emotion_age_and_gender(pexels) -> None:
     assert 0.5 <= face.gender_score <= 1.0
 
 
+@pytest.mark.slow
 def test_emotion_changes_are_rare_thanks_to_smoothing_and_hysteresis(media, pexels) -> None:
     _, events = pexels
     changes = [e for e in events if e.type == "emotion_changed"]
@@ -91,6 +95,7 @@ def test_almost_no_faces_in_no_face(media) -> None:
 # Frame where the face cut happens, found by looking at the clips: face_noface.mov cuts to
 # a cartoon at frame 72 (2.400 s by the stream's timestamps), noface_face.mov cuts from it
 # to the face at frame 96 (3.945 s). Both clips have a variable frame rate.
+@pytest.mark.slow
 def test_face_lost_within_a_second_of_leaving(media) -> None:
     results, events = run_clip(media("face_noface.mov"))
     last_face = max(r.t for r in results if r.faces)
@@ -99,6 +104,7 @@ def test_face_lost_within_a_second_of_leaving(media) -> None:
     assert len(lost) == 1 and abs(lost[0].t - 2.400) <= 1.0
 
 
+@pytest.mark.slow
 def test_face_appears_within_a_second_of_entering(media) -> None:
     results, events = run_clip(media("noface_face.mov"))
     first_face = min(r.t for r in results if r.faces)

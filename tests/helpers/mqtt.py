@@ -1,18 +1,16 @@
-"""Test helpers for MQTT: a real mosquitto on a free loopback port, certificates, and a
-scene that drives the real tracker so publishers get genuine TrackEvents.
+"""Test helpers for MQTT: a real mosquitto on a free loopback port (the demo's launcher),
+certificates, a scene that drives the real tracker so publishers get genuine TrackEvents, a
+subscriber that records everything, and a publisher in a process of its own.
 
-`mosquitto` (the fixture, re-exported by conftest.py) gives a running anonymous broker;
-`Mosquitto(...)` builds others (password file, TLS, persistence). Every wait is bounded.
+The `mosquitto` fixture (conftest.py) gives a running anonymous broker; `Mosquitto(...)`
+builds others (password file, TLS, persistence). Every wait is bounded.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,132 +22,31 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
-HOST = "127.0.0.1"
+from edge_agent.demo import mosquitto as launcher
+from edge_agent.demo.mosquitto import free_port as free_port  # for the tests
+from helpers import need, wait_until
 
-
-def _binary(name: str) -> str:
-    found = shutil.which(name) or next(
-        (str(p) for p in (Path("/usr/sbin") / name, Path("/usr/bin") / name) if p.exists()), None
-    )
-    if found is None:
-        message = f"{name} is not installed (scripts/install-dev-deps.sh installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+TESTS = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+class Mosquitto(launcher.Mosquitto):
+    """The demo's mosquitto launcher with what the tests read and need: notices and
+    connection messages in `log()`, and room for many QoS 1 messages queued for a
+    persistent session that is away. Skipped where mosquitto is missing, failed in CI."""
 
-
-def wait_until(predicate, timeout: float, interval: float = 0.02) -> bool:  # type: ignore[no-untyped-def]
-    """Poll `predicate` until true or `timeout` seconds passed; returns the last result."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return bool(predicate())
-        time.sleep(interval)
-
-
-class Mosquitto:
-    """One mosquitto process with its own config, log and persistence in `directory`."""
-
-    def __init__(
-        self,
-        directory: Path,
-        *,
-        port: int | None = None,
-        anonymous: bool = True,
-        password_file: Path | None = None,
-        tls: dict[str, Path] | None = None,
-        persistence: bool = False,
-    ) -> None:
-        self.directory = directory
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.host = HOST
-        self.port = port or free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = directory / "mosquitto.log"
-        lines = [
-            f"listener {self.port} {HOST}",
-            f"allow_anonymous {'true' if anonymous else 'false'}",
-            f"log_dest file {self.log_path}",
-            "log_type error",
-            "log_type warning",
-            "log_type notice",
-            "log_type information",
-            "connection_messages true",
-            "max_queued_messages 100000",
-            f"persistence {'true' if persistence else 'false'}",
-            f"persistence_location {directory}/",
-        ]
-        if os.geteuid() == 0:
-            lines.append("user root")  # else it drops to `mosquitto`, which cannot write here
-        if password_file is not None:
-            lines.append(f"password_file {password_file}")
-        if tls is not None:
-            lines += [
-                f"cafile {tls['ca']}",
-                f"certfile {tls['server_cert']}",
-                f"keyfile {tls['server_key']}",
-                "require_certificate true",
-            ]
-        self.config_path = directory / "mosquitto.conf"
-        self.config_path.write_text("\n".join(lines) + "\n")
-
-    def start(self, timeout: float = 5.0) -> Mosquitto:
-        binary = _binary("mosquitto")
-        self.process = subprocess.Popen(
-            [binary, "-c", str(self.config_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                error = self.process.stderr.read().decode() if self.process.stderr else ""
-                raise RuntimeError(f"mosquitto exited: {error.strip()} {self.log()[-500:]}")
-            with contextlib.suppress(OSError), socket.create_connection((HOST, self.port), 0.2):
-                return self
-            time.sleep(0.02)
-        self.stop()
-        raise RuntimeError(f"mosquitto did not listen on {HOST}:{self.port} in {timeout} s")
-
-    def stop(self, timeout: float = 5.0) -> None:
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout)
-        if process.stderr:
-            process.stderr.close()
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def __enter__(self) -> Mosquitto:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
+    def __init__(self, directory: Path, **options: Any) -> None:
+        options.setdefault("binary", need("mosquitto"))
+        options.setdefault("log_types", ("error", "warning", "notice", "information"))
+        options.setdefault("connection_messages", True)
+        options.setdefault("max_queued_messages", 100000)
+        super().__init__(directory, **options)
 
 
 def password_file(path: Path, user: str, password: str) -> Path:
     """A mosquitto password file made by `mosquitto_passwd -b`."""
     subprocess.run(
-        [_binary("mosquitto_passwd"), "-c", "-b", str(path), user, password],
+        [need("mosquitto_passwd"), "-c", "-b", str(path), user, password],
         check=True,
         capture_output=True,
         timeout=10,
@@ -160,7 +57,7 @@ def password_file(path: Path, user: str, password: str) -> Path:
 def tls_files(directory: Path) -> dict[str, Path]:
     """A throwaway CA, a server certificate for 127.0.0.1/localhost and a client
     certificate, made with the openssl command line."""
-    openssl = _binary("openssl")
+    openssl = need("openssl")
     directory.mkdir(parents=True, exist_ok=True)
     files = {
         name: directory / name
@@ -234,16 +131,6 @@ def tls_files(directory: Path) -> dict[str, Path]:
     }
 
 
-@pytest.fixture
-def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    """A running anonymous mosquitto on a free 127.0.0.1 port (`.host`, `.port`)."""
-    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto")).start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
-
-
 # -- a scene with real tracker events -------------------------------------------------------
 
 # Per 10-frame cycle (0.1 s a frame): a face shows happy, sad, then angry for six frames
@@ -296,7 +183,7 @@ class Collector:
 
     def __init__(
         self,
-        broker: Mosquitto,
+        broker: launcher.BrokerProcess,
         topics: tuple[str, ...] = ("#",),
         *,
         client_id: str = "",
@@ -396,8 +283,9 @@ def publisher_config(
 
 
 class PublisherProcess:
-    """`python tests/mqtt_broker.py publish '<json>'`: a publisher fed by `scene`, printing
-    `seq N` after each frame with events and `done` at the end, then idling until killed."""
+    """`python -m helpers.mqtt publish '<json>'`: a publisher fed by `scene`, printing
+    `seq N` after each frame with events and `done` at the end, then idling until killed.
+    `mqtt` overrides settings of the `[mqtt]` table (`protocol="3.1.1"`)."""
 
     def __init__(
         self,
@@ -408,6 +296,7 @@ class PublisherProcess:
         frames: int,
         start: int = 0,
         interval: float = 0.005,
+        **mqtt: Any,
     ) -> None:
         options = {
             "host": host,
@@ -416,10 +305,12 @@ class PublisherProcess:
             "frames": frames,
             "start": start,
             "interval": interval,
+            "mqtt": mqtt,
         }
         self.lines: list[str] = []
         self.process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "publish", json.dumps(options)],
+            [sys.executable, "-m", "helpers.mqtt", "publish", json.dumps(options)],
+            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)])},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -456,7 +347,9 @@ class PublisherProcess:
 def _publish_main(options: dict[str, Any]) -> None:
     from edge_agent.publish import MqttPublisher
 
-    config = publisher_config(options["host"], options["port"], Path(options["state_dir"]))
+    config = publisher_config(
+        options["host"], options["port"], Path(options["state_dir"]), **options["mqtt"]
+    )
     publisher = MqttPublisher(config)
     publisher.start()
     for result in scene(options["frames"], start=options["start"]):
@@ -470,5 +363,4 @@ def _publish_main(options: dict[str, Any]) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "publish":
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
         _publish_main(json.loads(sys.argv[2]))
