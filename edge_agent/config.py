@@ -63,6 +63,7 @@ class ClassifierConfig:
     gender: bool = True
     level_faces: bool = True
     rate_hz: float = bounded(0.0, 0.0, 1000.0)  # per track; 0 classifies every frame
+    emotion_min_face: float = bounded(32.0, 0.0, 4096.0)
 
 
 @dataclass(slots=True)
@@ -72,6 +73,7 @@ class TrackerConfig:
     lost_after_s: float = bounded(1.0, 0.0, 3600.0)
     smoothing_s: float = bounded(0.4, 0.0, 60.0)
     emotion_hold_s: float = bounded(0.6, 0.0, 60.0)
+    emotion_min_confidence: float = bounded(0.5, 0.0, 1.0)
 
 
 @dataclass(slots=True)
@@ -563,6 +565,7 @@ RELOADABLE = (
     "detector.score_threshold",
     "detector.min_face_size",
     "classifier.rate_hz",
+    "classifier.emotion_min_face",
     "tracker.",
     "display.",
     "mqtt.stats_interval_s",
@@ -650,6 +653,10 @@ NOTES: dict[str, str] = {
     "classifier.level_faces": "Rotate tilted faces upright before classifying.",
     "classifier.rate_hz": "Classifications per second per face; 0 classifies every frame "
     "(reloadable).",
+    "classifier.emotion_min_face": "Faces narrower than this (pixels), or turned away, show "
+    '"uncertain" instead of an emotion (reloadable).',
+    "tracker.emotion_min_confidence": "Smoothed probability the leading emotion needs to be "
+    'shown; below it the face is "uncertain" (reloadable).',
     "models.dir": "Empty: the models/ folder installed with edge-agent.",
     "models.num_threads": "CPU threads per model.",
     "mqtt.client_id": "Empty: edge-agent-<device id>. At most 256 bytes of UTF-8, no control "

@@ -16,6 +16,9 @@ import numpy as np
 
 EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 GENDERS: tuple[str, str] = ("female", "male")
+# What a face's `emotion` says when the evidence is too weak for any of EMOTIONS: a low
+# smoothed top probability, or a face too small or turned away to read.
+UNCERTAIN = "uncertain"
 
 Box = tuple[float, float, float, float]  # x, y, w, h in frame pixels
 EventType = Literal["face_appeared", "emotion_changed", "face_lost"]

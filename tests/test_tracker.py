@@ -137,3 +137,60 @@ def test_a_face_back_after_a_long_gap_is_a_new_track() -> None:
     (second,) = step(tracker, 30.0, [FACE], ["happy"])
     assert second.id != first.id
     assert [e.type for e in tracker.drain_events()] == ["face_lost", "face_appeared"]
+
+
+def look(tracker: Tracker, t: float, label: str, confidence: float, reliable: bool = True):  # type: ignore[no-untyped-def]
+    (track,) = tracker.associate([Detection(FACE, 0.9)], t)
+    attributes = FaceAttributes(scores(label, confidence), emotion_reliable=reliable)
+    tracker.observe(track, attributes, t)
+    tracker.confirm([track], t)
+    return track
+
+
+def test_weak_evidence_is_uncertain_and_fires_no_change() -> None:
+    settings = TrackerSettings(smoothing_s=0.0, emotion_hold_s=0.2, emotion_min_confidence=0.5)
+    tracker = Tracker(settings)
+    frames = [("happy", 0.9)] * 5 + [("sad", 0.3)] * 5 + [("happy", 0.9)] * 5
+    shown = [look(tracker, k / 10, label, p).emotion for k, (label, p) in enumerate(frames)]
+    assert shown[:5] == ["happy"] * 5
+    assert "uncertain" in shown[5:10]  # a weak sad look is no sad
+    assert shown[-1] == "happy"
+    changes = [e for e in tracker.drain_events() if e.type == "emotion_changed"]
+    assert changes == []  # happy -> uncertain -> happy is no change of emotion
+
+
+def test_a_new_emotion_after_uncertain_names_the_last_stated_one() -> None:
+    settings = TrackerSettings(smoothing_s=0.0, emotion_hold_s=0.0, emotion_min_confidence=0.5)
+    tracker = Tracker(settings)
+    for k, (label, p) in enumerate([("happy", 0.9)] * 3 + [("sad", 0.3), ("angry", 0.9)]):
+        look(tracker, k / 10, label, p)
+    changes = [e for e in tracker.drain_events() if e.type == "emotion_changed"]
+    assert [(e.previous_emotion, e.face.emotion) for e in changes] == [("happy", "angry")]
+
+
+def test_unreadable_looks_do_not_move_the_smoothed_scores() -> None:
+    settings = TrackerSettings(smoothing_s=0.0, emotion_hold_s=0.0, emotion_min_confidence=0.5)
+    tracker = Tracker(settings)
+    track = look(tracker, 0.0, "happy", 0.9)
+    before = track.emotion_scores.copy()
+    for k in range(1, 4):  # turned away or too small: whatever the model says is ignored
+        look(tracker, k / 10, "angry", 0.99, reliable=False)
+    assert track.emotion == "uncertain"
+    assert np.array_equal(track.emotion_scores, before)
+    look(tracker, 0.5, "happy", 0.9)
+    assert track.emotion == "happy"
+    assert not [e for e in tracker.drain_events() if e.type == "emotion_changed"]
+
+
+def test_a_face_that_appears_uncertain_reports_its_first_emotion() -> None:
+    settings = TrackerSettings(smoothing_s=0.0, emotion_hold_s=0.0, emotion_min_confidence=0.5)
+    tracker = Tracker(settings)
+    for k in range(3):
+        look(tracker, k / 10, "sad", 0.3)
+    look(tracker, 0.3, "surprise", 0.9)
+    events = tracker.drain_events()
+    assert [(e.type, e.face.emotion) for e in events] == [
+        ("face_appeared", "uncertain"),
+        ("emotion_changed", "surprise"),
+    ]
+    assert events[1].previous_emotion == "uncertain"

@@ -15,7 +15,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from edge_agent.types import FaceResult, TrackEvent
+from edge_agent.types import UNCERTAIN, FaceResult, TrackEvent
 
 ONLINE = "online"
 OFFLINE = "offline"
@@ -87,10 +87,12 @@ def face_entry(face: FaceResult) -> dict[str, Any]:
 
 
 def dominant_emotion(faces: list[dict[str, Any]]) -> str | None:
-    """The emotion most faces show; a tie goes to the one with the larger summed score."""
-    counts = Counter(face["emotion"] for face in faces if face["emotion"])
-    if not counts:
-        return None
+    """The emotion most faces show; a tie goes to the one with the larger summed score.
+    Faces that are "uncertain" count only when no face states an emotion."""
+    stated = [face["emotion"] for face in faces if face["emotion"] not in (None, UNCERTAIN)]
+    if not stated:
+        return UNCERTAIN if any(face["emotion"] == UNCERTAIN for face in faces) else None
+    counts = Counter(stated)
 
     def weight(label: str) -> tuple[int, float]:
         total = sum((face["emotion_scores"] or {}).get(label, 0.0) for face in faces)

@@ -47,6 +47,7 @@ def tracker_settings(config: Config) -> TrackerSettings:
         lost_after_s=tracker.lost_after_s,
         smoothing_s=tracker.smoothing_s,
         emotion_hold_s=tracker.emotion_hold_s,
+        emotion_min_confidence=tracker.emotion_min_confidence,
         classify_interval_s=0.0 if rate <= 0 else 1.0 / rate,
     )
 
@@ -72,7 +73,11 @@ class Pipeline:
             task: load(name) if getattr(classifier, task) else None
             for task, name in CLASSIFIER_MODELS.items()
         }
-        self.classifier = FaceClassifier(**models, level_faces=classifier.level_faces)
+        self.classifier = FaceClassifier(
+            **models,
+            level_faces=classifier.level_faces,
+            emotion_min_face=classifier.emotion_min_face,
+        )
         self.tracker = Tracker(tracker_settings(config))
 
     def _detector(self, config: Config, load: Any) -> Detector:
@@ -115,6 +120,7 @@ class Pipeline:
         self.tracker.settings = tracker_settings(config)
         self.detector.score_threshold = config.detector.score_threshold
         self.detector.min_face_size = config.detector.min_face_size
+        self.classifier.emotion_min_face = config.classifier.emotion_min_face
 
     def process(self, frame: Frame) -> FrameResult:
         clock = time.perf_counter

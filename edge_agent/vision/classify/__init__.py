@@ -28,6 +28,27 @@ class FaceAttributes:
     emotion_scores: np.ndarray | None = None  # (7,) probabilities in EMOTIONS order
     age: float | None = None
     female_probability: float | None = None
+    emotion_reliable: bool = True  # False: too small or turned away to read an expression
+
+
+# Nose-to-ear distances, the nearer over the farther: about 1 for a frontal face, towards 0
+# in profile. Below this (roughly 50 degrees of yaw) an expression is not read.
+MIN_FRONTALITY = 0.35
+
+
+def frontality(face: Detection) -> float:
+    """How squarely a face looks at the camera, from BlazeFace's nose and ear keypoints
+    (1.0 when the detector gives no keypoints: nothing says it is turned away)."""
+    if face.keypoints is None or len(face.keypoints) < 6:
+        return 1.0
+    nose, right_ear, left_ear = face.keypoints[2], face.keypoints[4], face.keypoints[5]
+    near, far = sorted((float(np.hypot(*(nose - right_ear))), float(np.hypot(*(nose - left_ear)))))
+    return near / far if far > 0 else 1.0
+
+
+def readable(face: Detection, min_face: float) -> bool:
+    """Whether an expression can be read from this face at all (see emotion_reliable)."""
+    return min(face.box[2], face.box[3]) >= min_face and frontality(face) >= MIN_FRONTALITY
 
 
 def _run_batched(model: TfliteModel, batch: np.ndarray) -> np.ndarray:
@@ -46,9 +67,11 @@ class FaceClassifier:
         gender: TfliteModel | None,
         *,
         level_faces: bool = True,
+        emotion_min_face: float = 0.0,
     ) -> None:
         self.emotion, self.age, self.gender = emotion, age, gender
         self.level_faces = level_faces
+        self.emotion_min_face = emotion_min_face  # may change between frames (SIGHUP)
         # Chips and model inputs are written into buffers kept per shape, so a steady scene
         # allocates no image-sized arrays per frame; a new face count adds one set.
         self._buffers: dict[tuple[str, int], np.ndarray] = {}
@@ -94,8 +117,10 @@ class FaceClassifier:
             return results
         if self.emotion is not None:
             batch = self._emotion_input(image, faces)
-            for result, scores in zip(results, _run_batched(self.emotion, batch), strict=True):
+            scored = zip(results, faces, _run_batched(self.emotion, batch), strict=True)
+            for result, face, scores in scored:
                 result.emotion_scores = scores
+                result.emotion_reliable = readable(face, self.emotion_min_face)
         if self.age is not None:
             batch = self._dlib_input(image, faces, 64)
             for result, row in zip(results, _run_batched(self.age, batch), strict=True):

@@ -11,7 +11,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_agent.types import EMOTIONS, GENDERS, Detection, FaceResult, TrackEvent, emotion_dict
+from edge_agent.types import (
+    EMOTIONS,
+    GENDERS,
+    UNCERTAIN,
+    Detection,
+    FaceResult,
+    TrackEvent,
+    emotion_dict,
+)
 from edge_agent.vision.boxes import iou
 from edge_agent.vision.classify import FaceAttributes
 
@@ -25,6 +33,7 @@ class TrackerSettings:
     lost_after_s: float = 1.0
     smoothing_s: float = 0.4
     emotion_hold_s: float = 0.6
+    emotion_min_confidence: float = 0.0  # smoothed top probability below: "uncertain"
     classify_interval_s: float = 0.0
     attribute_samples: int = 30
 
@@ -38,8 +47,9 @@ class Track:
     last_seen: float
     hits: int = 1
     confirmed: bool = False
-    emotion: str | None = None
+    emotion: str | None = None  # one of EMOTIONS, UNCERTAIN, or None before classification
     emotion_scores: np.ndarray | None = None
+    last_stated: str | None = None  # the last emotion of EMOTIONS it showed
     age: float | None = None
     female_probability: float | None = None
     last_classified: float | None = None
@@ -165,26 +175,50 @@ class Tracker:
                 else (track.female_probability + weight * (p - track.female_probability))
             )
         if attributes.emotion_scores is not None:
-            self._observe_emotion(track, attributes.emotion_scores, dt, t)
+            reliable = attributes.emotion_reliable
+            self._observe_emotion(track, attributes.emotion_scores, reliable, dt, t)
 
-    def _observe_emotion(self, track: Track, scores: np.ndarray, dt: float, t: float) -> None:
+    def _observe_emotion(
+        self, track: Track, scores: np.ndarray, reliable: bool, dt: float, t: float
+    ) -> None:
+        """Smooth the scores, then move the shown emotion with hysteresis.
+
+        A look the classifier flags as unreliable (too small, turned away) does not enter
+        the smoothing; it makes the leader "uncertain" instead, as does a smoothed top
+        probability under `emotion_min_confidence`. Going to or through "uncertain" never
+        fires emotion_changed: only a new stated emotion, different from the last stated
+        one, does, and its `previous_emotion` is that last stated one ("uncertain" for a
+        face that appeared uncertain).
+        """
         settings = self.settings
         if track.emotion_scores is None:
             track.emotion_scores = scores.astype(np.float32).copy()
-        else:
+        elif reliable:
             alpha = 1.0 if settings.smoothing_s <= 0 else 1.0 - math.exp(-dt / settings.smoothing_s)
             track.emotion_scores += np.float32(alpha) * (scores - track.emotion_scores)
-        leader = EMOTIONS[int(np.argmax(track.emotion_scores))]
+        top = int(np.argmax(track.emotion_scores))
+        confident = track.emotion_scores[top] >= settings.emotion_min_confidence
+        leader = EMOTIONS[top] if reliable and confident else UNCERTAIN
         if track.emotion is None:
-            track.emotion = leader
+            self._show(track, leader, t)
         elif leader == track.emotion:
             track._candidate = None
         elif leader != track._candidate:
             track._candidate, track._candidate_since = leader, t
         if track._candidate is not None and t - track._candidate_since >= settings.emotion_hold_s:
-            previous, track.emotion, track._candidate = track.emotion, track._candidate, None
-            if track.confirmed:
-                self._events.append(TrackEvent("emotion_changed", t, track.result(), previous))
+            leader, track._candidate = track._candidate, None
+            self._show(track, leader, t)
+
+    def _show(self, track: Track, emotion: str, t: float) -> None:
+        track.emotion = emotion
+        if emotion == UNCERTAIN:
+            return
+        previous, track.last_stated = track.last_stated, emotion
+        if track.confirmed and previous != emotion:
+            # (no stated emotion before: the face appeared "uncertain" and now shows one)
+            self._events.append(
+                TrackEvent("emotion_changed", t, track.result(), previous or UNCERTAIN)
+            )
 
     def confirm(self, tracks: list[Track], t: float) -> None:
         """Announce tracks that have been seen often enough to not be a flicker."""
