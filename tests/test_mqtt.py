@@ -28,7 +28,7 @@ from edge_agent.errors import ConfigError
 from edge_agent.publish import MqttPublisher
 from edge_agent.publish.connection import PASSWORD_ENV, Backoff
 from edge_agent.publish.messages import SCHEMA_NAMES, iso_utc, load_schema
-from edge_agent.types import EMOTIONS
+from edge_agent.types import EMOTIONS, UNCERTAIN
 
 DEVICE = "test-device"
 BASE = f"edge-agent/{DEVICE}"
@@ -71,7 +71,8 @@ def validate_all(messages) -> dict[str, int]:  # type: ignore[no-untyped-def]
 def test_schemas_are_valid_2020_12_and_agree_with_the_labels():
     for name in SCHEMA_NAMES:
         jsonschema.Draft202012Validator.check_schema(load_schema(name))
-    assert load_schema("event")["$defs"]["emotion"]["enum"] == list(EMOTIONS)
+    assert load_schema("event")["$defs"]["emotion"]["enum"] == [*EMOTIONS, UNCERTAIN]
+    assert load_schema("state")["$defs"]["emotion"]["enum"] == [*EMOTIONS, UNCERTAIN]
     bad = {"id": "x", "seq": 0}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, load_schema("event"))
