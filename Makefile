@@ -28,8 +28,10 @@ demo: setup
 	$(BIN)/edge-agent demo
 
 # Rebuilds models/ from the pinned upstream wheels (needs TensorFlow; not part of setup).
+# MODELS_ARGS passes options on, e.g. MODELS_ARGS="--out /tmp/m --test-data /tmp/m".
+MODELS_ARGS ?=
 models:
-	$(PYTHON) scripts/build_models.py
+	$(PYTHON) scripts/build_models.py $(MODELS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -16,7 +16,22 @@ from typing import Any, Literal
 from edge_agent.errors import ModelError
 
 Variant = Literal["float", "int8"]
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+
+
+def _default_models_dir() -> Path:
+    """Where the models are: inside the package in an installed wheel, else beside it.
+
+    A wheel carries them as edge_agent/_models (pyproject.toml maps models/ there); a source
+    checkout, an editable install and scripts/install.sh's copy have models/ beside the
+    package.  The wheel's place is tried first: a site-packages/models folder could be
+    anyone's.
+    """
+    package = Path(__file__).resolve().parents[1]
+    shipped = package / "_models"
+    return shipped if shipped.is_dir() else package.parent / "models"
+
+
+DEFAULT_MODELS_DIR = _default_models_dir()
 MANIFEST_NAME = "manifest.json"
 EDGETPU_SUFFIX = "_edgetpu.tflite"
 
