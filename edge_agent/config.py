@@ -51,9 +51,10 @@ class CameraConfig:
 
 @dataclass(slots=True)
 class DetectorConfig:
-    model: str = "short_range"  # "short_range", "full_range", or a path to an SSD .tflite
+    model: str = "multiscale"  # or "short_range", "full_range", an SSD .tflite path
     score_threshold: float = bounded(0.65, 0.0, 1.0)
-    min_face_size: float = bounded(20.0, 0.0, 4096.0)
+    min_face_size: float = bounded(12.0, 0.0, 4096.0)
+    scans_per_frame: int = bounded(1, 1, 64)
 
 
 @dataclass(slots=True)
@@ -164,7 +165,8 @@ _DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{0,64}")
 _NIGHT = re.compile(r"(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})")
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
 V4L2_NAME = re.compile(r"video\d+")  # a V4L2 camera's node in /dev
-BLAZEFACE_MODELS = ("short_range", "full_range")  # detector.model names; else an SSD file
+# detector.model names (the first is the default); anything else is an SSD .tflite file.
+BLAZEFACE_MODELS = ("multiscale", "short_range", "full_range")
 # MQTT brokers must accept client ids of 1-23 letters and digits and may accept more (and
 # most do); the protocol's own limit is 65535 bytes. 256 bytes is plenty for a name and
 # far from any broker's limit.
@@ -646,8 +648,11 @@ NOTES: dict[str, str] = {
     "camera.realtime": "Pace a file at its own frame rate, dropping frames when inference is "
     "slower; false processes every frame as fast as possible.",
     "camera.width": "Requested size and rate of a camera (picamera2, V4L2).",
-    "detector.model": '"short_range" (faces within ~2 m), "full_range", or the path of an '
-    "SSD .tflite face detector.",
+    "detector.model": '"multiscale" (the short-range model as a scale pyramid: faces from '
+    'close-ups down to ~20 px wide in 640x480), "short_range" (one pass, faces within ~2 m), '
+    '"full_range", or the path of an SSD .tflite face detector.',
+    "detector.scans_per_frame": "multiscale: pyramid passes per frame, besides one look at "
+    "each known face; more find new far faces sooner and cost a model run each.",
     "detector.score_threshold": "Least detection confidence (reloadable).",
     "detector.min_face_size": "Smallest face side in pixels (reloadable).",
     "classifier.level_faces": "Rotate tilted faces upright before classifying.",

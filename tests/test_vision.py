@@ -140,7 +140,9 @@ def test_boxes_and_keypoints_follow_the_face_in_any_frame_shape(
     the frame's aspect (the letterbox is undone per axis)."""
     import cv2
 
-    pipeline = Pipeline(Config())
+    config = Config()
+    config.detector.model = "short_range"  # one letterboxed pass, the thing under test
+    pipeline = Pipeline(config)
     image = cv2.imread(str(media("single_face.jpg")))
     padded = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT)
     base = pipeline.detector.detect(image)[0]
@@ -153,3 +155,51 @@ def test_boxes_and_keypoints_follow_the_face_in_any_frame_shape(
     assert moved.box[2] == pytest.approx(w, abs=tolerance)
     shift = np.array([left, top])
     assert np.abs(moved.keypoints[:4] - (base.keypoints[:4] + shift)).max() < tolerance
+
+
+def _group_in_a_room(media, scale: float):  # type: ignore[no-untyped-def]
+    """The group photo shrunk onto a grey 640x480 frame: its five faces ~scale x 100 px."""
+    import cv2
+
+    photo = cv2.imread(str(media("multi_face.jpg")))
+    small = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    frame = np.full((480, 640, 3), 96, np.uint8)
+    h, w = small.shape[:2]
+    frame[40 : 40 + h, 20 : 20 + w] = small[: 480 - 40, : 640 - 20]
+    return frame
+
+
+def _apart(faces) -> bool:  # type: ignore[no-untyped-def]
+    """No two boxes overlap: none spans two people."""
+    from edge_agent.vision.boxes import iou
+
+    return all(iou(a.box, b.box) == 0 for i, a in enumerate(faces) for b in faces[i + 1 :])
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.6, 0.35])
+def test_the_default_detector_finds_every_face_of_a_group_at_room_distances(media, scale) -> None:
+    """One pass of short range sees none of them at 35 px; the pyramid sees all five."""
+    import cv2
+
+    image = cv2.imread(str(media("multi_face.jpg"))) if scale == 1.0 else None
+    frame = image if image is not None else _group_in_a_room(media, scale)
+    faces = Pipeline(Config()).detector.scan(frame)
+    assert len(faces) == 5 and _apart(faces)
+    if scale == 0.35:
+        single = Config()
+        single.detector.model = "short_range"
+        assert Pipeline(single).detector.scan(frame) == []
+
+
+def test_the_default_detector_on_a_stream_finds_far_faces_within_a_cycle_and_keeps_them(
+    media,
+) -> None:
+    from edge_agent.vision.detect.multiscale import pyramid
+
+    frame = _group_in_a_room(media, 0.35)
+    detector = Pipeline(Config()).detector
+    cycle = len(pyramid(640, 480))
+    counts = [len(detector.detect(frame)) for _ in range(cycle + 10)]
+    assert counts[0] < 5  # one pyramid pass a frame: far faces come in over the cycle
+    assert counts[cycle:] == [5] * 10
+    assert _apart(detector.detect(frame))

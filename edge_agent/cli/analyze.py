@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_agent.capture.files import IMAGE_SUFFIXES, ImageSource, open_path
+from edge_agent.capture.files import IMAGE_SUFFIXES, FolderSource, ImageSource, open_path
 from edge_agent.cli.annotate import draw_faces
 from edge_agent.config import load_or_default
 from edge_agent.errors import UsageError
@@ -95,8 +95,11 @@ def main(args: argparse.Namespace) -> int:
     frames = faces_seen = 0
     last_t = 0.0
     try:
+        # Photos are judged each on its own (the whole detector pyramid, no tracking from
+        # one photo to the next); a video's frames are a stream.
+        stills = isinstance(source, ImageSource | FolderSource)
         for frame in source.frames():
-            result = pipeline.process(frame)
+            result = pipeline.process_still(frame) if stills else pipeline.process(frame)
             frames += 1
             faces_seen += bool(result.faces)
             last_t = frame.t

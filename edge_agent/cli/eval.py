@@ -25,7 +25,7 @@ from typing import Any
 from edge_agent.capture.files import read_image
 from edge_agent.config import load_or_default
 from edge_agent.errors import BadMediaError, EdgeAgentError, InputError
-from edge_agent.types import EMOTIONS, GENDERS, Box, FaceResult
+from edge_agent.types import EMOTIONS, GENDERS, Box, FaceResult, Frame
 from edge_agent.vision.metrics import NO_FACE, DetectionTally, EmotionTally
 from edge_agent.vision.pipeline import Pipeline
 
@@ -153,7 +153,7 @@ def evaluate(pipeline: Pipeline, rows: list[Row], progress: Progress) -> dict[st
             unreadable += 1
             progress.draw(done)
             continue
-        faces = pipeline.process_still(image).faces
+        faces = pipeline.process_still(Frame(0, 0.0, image)).faces
         found += bool(faces)
         face = _main_face(faces)
         if row.boxes is not None:

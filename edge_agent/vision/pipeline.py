@@ -10,23 +10,28 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edge_agent.config import BLAZEFACE_MODELS, Config
 from edge_agent.errors import ModelError
 from edge_agent.types import Frame, FrameResult, TrackEvent
 from edge_agent.vision.classify import FaceClassifier
 from edge_agent.vision.detect import Detector
 from edge_agent.vision.detect.blazeface import FULL_RANGE, SHORT_RANGE, BlazeFaceDetector
+from edge_agent.vision.detect.multiscale import MultiScaleDetector
 from edge_agent.vision.detect.ssd import SsdDetector
 from edge_agent.vision.manifest import ModelFile, models_dir, resolve
 from edge_agent.vision.runtime import AcceleratorChoice, TfliteModel
 from edge_agent.vision.track import Tracker, TrackerSettings
 
 # detector.model name -> (manifest name, anchors and input size)
+# (the multi-scale detector runs the short-range model as a pyramid)
 BLAZEFACE = {
-    name: (f"blazeface_{name}", spec)
-    for name, spec in zip(BLAZEFACE_MODELS, (SHORT_RANGE, FULL_RANGE), strict=True)
+    name: (file, spec)
+    for name, file, spec in zip(
+        BLAZEFACE_MODELS,
+        ("blazeface_short_range", "blazeface_short_range", "blazeface_full_range"),
+        (SHORT_RANGE, SHORT_RANGE, FULL_RANGE),
+        strict=True,
+    )
 }
 CLASSIFIER_MODELS = {"emotion": "emotion_mini_xception", "age": "age_v1", "gender": "gender_v1"}
 
@@ -84,12 +89,15 @@ class Pipeline:
         detector = config.detector
         if detector.model in BLAZEFACE:
             name, spec = BLAZEFACE[detector.model]
-            return BlazeFaceDetector(
+            single = BlazeFaceDetector(
                 load(name),
                 spec,
                 score_threshold=detector.score_threshold,
                 min_face_size=detector.min_face_size,
             )
+            if detector.model != "multiscale":
+                return single
+            return MultiScaleDetector(single, scans_per_frame=detector.scans_per_frame)
         path = Path(detector.model)
         if not path.is_file():
             raise ModelError(f"detector.model = {detector.model!r}: no such file")
@@ -122,10 +130,12 @@ class Pipeline:
         self.detector.min_face_size = config.detector.min_face_size
         self.classifier.emotion_min_face = config.classifier.emotion_min_face
 
-    def process(self, frame: Frame) -> FrameResult:
+    def process(self, frame: Frame, *, still: bool = False) -> FrameResult:
+        """One frame of a stream, or with `still` a picture scanned whole on its own."""
         clock = time.perf_counter
         start = clock()
-        detections = self.detector.detect(frame.image)
+        image = frame.image
+        detections = self.detector.scan(image) if still else self.detector.detect(image)
         detected = clock()
         tracks = self.tracker.associate(detections, frame.t)
         due = [i for i, track in enumerate(tracks) if self.tracker.due(track, frame.t)]
@@ -145,13 +155,13 @@ class Pipeline:
         }
         return FrameResult(frame.index, frame.t, faces, events, stages)
 
-    def process_still(self, image: np.ndarray) -> FrameResult:
+    def process_still(self, frame: Frame) -> FrameResult:
         """One photo judged on its own: a fresh tracker, so no track, smoothing or id
         carries over from the previous photo (eval, folders of unrelated images)."""
         running = self.tracker
         self.tracker = Tracker(running.settings)
         try:
-            return self.process(Frame(0, 0.0, image))
+            return self.process(frame, still=True)
         finally:
             self.tracker = running
 

@@ -22,5 +22,10 @@ class Detector(Protocol):
     min_face_size: float
 
     def detect(self, image: np.ndarray) -> list[Detection]:
-        """Faces in a BGR uint8 frame (OpenCV order), best first."""
+        """Faces in a BGR uint8 frame (OpenCV order) of a stream, best first; a detector
+        may remember earlier frames of the stream."""
+        ...
+
+    def scan(self, image: np.ndarray) -> list[Detection]:
+        """Every face of one picture on its own, with no memory of earlier frames."""
         ...

@@ -125,8 +125,41 @@ def letterbox_layout(height: int, width: int, size: int) -> tuple[int, int, int,
     return new_w, new_h, (size - new_w) // 2, (size - new_h) // 2
 
 
+Region = tuple[float, float, float, float]  # x, y, w, h in frame pixels; may overhang it
+Candidates = tuple[np.ndarray, np.ndarray, np.ndarray]  # corners, keypoints, scores
+
+
+def no_candidates() -> Candidates:
+    return np.zeros((0, 4), np.float32), np.zeros((0, NUM_KEYPOINTS, 2), np.float32), np.zeros(0)
+
+
+def concatenate(parts: list[Candidates]) -> Candidates:
+    if not parts:
+        return no_candidates()
+    corners, points, scores = zip(*parts, strict=True)
+    return np.concatenate(corners), np.concatenate(points), np.concatenate(scores)
+
+
+def to_detections(
+    found: Candidates, width: int, height: int, min_face_size: float, iou: float = NMS_IOU
+) -> list[Detection]:
+    """Weighted NMS over candidates in frame pixels, clipped to the frame, best first."""
+    corners, points, scores = found
+    if scores.size == 0:
+        return []
+    faces: list[Detection] = []
+    for box, kps, score in weighted_nms(corners, points, scores, iou):
+        x1, y1 = max(0.0, float(box[0])), max(0.0, float(box[1]))
+        x2, y2 = min(float(width), float(box[2])), min(float(height), float(box[3]))
+        if x2 - x1 <= 0 or y2 - y1 <= 0 or min(x2 - x1, y2 - y1) < min_face_size:
+            continue
+        faces.append(Detection((x1, y1, x2 - x1, y2 - y1), score, kps))
+    return faces
+
+
 class BlazeFaceDetector:
-    """BlazeFace on any frame size: letterboxed in, padding undone on the way out."""
+    """BlazeFace on any frame size, or on any region of it: letterboxed in, padding undone
+    on the way out."""
 
     def __init__(
         self,
@@ -142,55 +175,84 @@ class BlazeFaceDetector:
         self.variant: str = model.model.variant
         self.score_threshold = score_threshold  # may change between frames (SIGHUP)
         self.min_face_size = min_face_size
+        self.invokes = 0  # model runs so far: what bench and the scan schedule count
         self._anchors = make_anchors(spec)
         size = spec.input_size
         self._input = np.full((1, size, size, 3), -1.0, dtype=np.float32)
-        self._layout: tuple[int, int, int, int, int, int] | None = None
-        self._resized = np.empty((0, 0, 3), np.uint8)
+        self._placed: tuple[int, int, int, int] | None = None  # where the last picture went
+        self._resized: dict[tuple[int, int], np.ndarray] = {}  # reused per picture size
 
-    def _letterbox(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Fill the input tensor; return the (x, y) scale and offset to undo it.
+    def _letterbox(self, image: np.ndarray, region: Region) -> tuple[np.ndarray, np.ndarray]:
+        """Fill the input with the region, letterboxed; return the (x, y) scale and the
+        offset that take input pixels back to frame pixels.
 
-        Each axis keeps its own scale: the resized size is rounded to whole pixels, and
-        undoing it with one nominal scale would shift boxes by pixels at the far edge.
+        The region keeps its own scale where it overhangs the frame (that part stays
+        padding), so a tile at the edge sees faces at the same size as one inside. Each axis
+        keeps its own scale: undoing a rounded resize with one nominal scale would shift
+        boxes by pixels at the far edge.
         """
         height, width = image.shape[:2]
-        new_w, new_h, pad_x, pad_y = letterbox_layout(height, width, self.spec.input_size)
-        layout = (height, width, new_w, new_h, pad_x, pad_y)
-        if layout != self._layout:  # a new frame size: reset the padding once
+        rx, ry, rw, rh = region
+        x1, y1 = max(0, round(rx)), max(0, round(ry))
+        x2, y2 = min(width, round(rx + rw)), min(height, round(ry + rh))
+        size = self.spec.input_size
+        new_w, new_h, pad_x, pad_y = letterbox_layout(round(rh), round(rw), size)
+        sx, sy = new_w / rw, new_h / rh
+        left = min(size - 1, max(0, pad_x + round((x1 - rx) * sx)))
+        top = min(size - 1, max(0, pad_y + round((y1 - ry) * sy)))
+        cw = max(1, min(size - left, round((x2 - x1) * sx)))
+        ch = max(1, min(size - top, round((y2 - y1) * sy)))
+        placed = (left, top, cw, ch)
+        if placed != self._placed:  # a new picture size or place: reset the padding
             self._input.fill(-1.0)
-            self._resized = np.empty((new_h, new_w, 3), np.uint8)
-            self._layout = layout
-        resized = cv2.resize(image, (new_w, new_h), dst=self._resized, interpolation=cv2.INTER_AREA)
-        target = self._input[0, pad_y : pad_y + new_h, pad_x : pad_x + new_w]
+            self._placed = placed
+        resized = self._resized.get((cw, ch))
+        if resized is None:
+            resized = self._resized[(cw, ch)] = np.empty((ch, cw, 3), np.uint8)
+        crop = image[y1:y2, x1:x2]
+        shrink = cw < crop.shape[1]
+        cv2.resize(
+            crop,
+            (cw, ch),
+            dst=resized,
+            interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR,
+        )
+        target = self._input[0, top : top + ch, left : left + cw]
         # Frames are BGR (OpenCV and picamera2's RGB888 agree on that); the model wants RGB.
         np.multiply(resized[..., ::-1], np.float32(2.0 / 255.0), out=target, casting="unsafe")
         target -= np.float32(1.0)
-        scales = np.array([new_w / width, new_h / height], dtype=np.float32)
-        return scales, np.array([pad_x, pad_y], dtype=np.float32)
+        scales = np.array([cw / (x2 - x1), ch / (y2 - y1)], dtype=np.float32)
+        return scales, np.array([left - x1 * scales[0], top - y1 * scales[1]], np.float32)
+
+    def candidates(
+        self, image: np.ndarray, region: Region | None = None, threshold: float | None = None
+    ) -> Candidates:
+        """Every anchor scoring at least `threshold` in one run on `region` (default: the
+        whole frame), before NMS, in frame pixels."""
+        height, width = image.shape[:2]
+        if region is None:
+            region = (0.0, 0.0, float(width), float(height))
+        rx, ry, rw, rh = region
+        if min(rx + rw, width) - max(rx, 0) < 2 or min(ry + rh, height) - max(ry, 0) < 2:
+            return no_candidates()  # (all but a sliver of the region is outside the frame)
+        scales, offset = self._letterbox(image, region)
+        # Views of the interpreter's outputs: decode copies out only the anchors it keeps.
+        outputs = self.model.run(self._input, views=True)
+        self.invokes += 1
+        regressors = next(o for o in outputs if o.shape[-1] == 16)[0]
+        logits = next(o for o in outputs if o.shape[-1] == 1)[0, :, 0]
+        limit = self.score_threshold if threshold is None else threshold
+        corners, points, scores = decode(regressors, logits, self._anchors, self.spec, limit)
+        del outputs, regressors, logits
+        corners[:, :2] = (corners[:, :2] - offset) / scales
+        corners[:, 2:] = (corners[:, 2:] - offset) / scales
+        return corners, (points - offset) / scales, scores
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in a BGR uint8 frame, best first."""
-        scales, offset = self._letterbox(image)
-        # Views of the interpreter's outputs: decode copies out only the anchors it keeps.
-        outputs = self.model.run(self._input, views=True)
-        regressors = next(o for o in outputs if o.shape[-1] == 16)[0]
-        logits = next(o for o in outputs if o.shape[-1] == 1)[0, :, 0]
-        corners, points, scores = decode(
-            regressors, logits, self._anchors, self.spec, self.score_threshold
-        )
-        del outputs, regressors, logits
-        if scores.size == 0:
-            return []
         height, width = image.shape[:2]
-        faces: list[Detection] = []
-        for box, kps, score in weighted_nms(corners, points, scores):
-            x1, y1 = (box[:2] - offset) / scales
-            x2, y2 = (box[2:] - offset) / scales
-            x1, y1 = max(0.0, float(x1)), max(0.0, float(y1))
-            x2, y2 = min(float(width), float(x2)), min(float(height), float(y2))
-            if x2 - x1 <= 0 or y2 - y1 <= 0 or min(x2 - x1, y2 - y1) < self.min_face_size:
-                continue
-            keypoints = (kps - offset) / scales
-            faces.append(Detection((x1, y1, x2 - x1, y2 - y1), score, keypoints))
-        return faces
+        return to_detections(self.candidates(image), width, height, self.min_face_size)
+
+    def scan(self, image: np.ndarray) -> list[Detection]:
+        """A photo on its own: one pass has no memory, so the same as `detect`."""
+        return self.detect(image)

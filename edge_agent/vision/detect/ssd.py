@@ -62,6 +62,10 @@ class SsdDetector:
                 f"{model.path.name} is not an SSD with the TFLite detection post-process: {error}"
             ) from None
 
+    def scan(self, image: np.ndarray) -> list[Detection]:
+        """One pass has no memory: the same as `detect`."""
+        return self.detect(image)
+
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in a BGR uint8 frame, best first."""
         resized = cv2.resize(image, (self._width, self._height), interpolation=cv2.INTER_AREA)
