@@ -60,6 +60,7 @@ class DetectorConfig:
 @dataclass(slots=True)
 class ClassifierConfig:
     emotion: bool = True
+    emotion_model: Literal["faceapi", "mini_xception"] = "faceapi"
     age: bool = True
     gender: bool = True
     level_faces: bool = True
@@ -658,6 +659,8 @@ NOTES: dict[str, str] = {
     "classifier.level_faces": "Rotate tilted faces upright before classifying.",
     "classifier.rate_hz": "Classifications per second per face; 0 classifies every frame "
     "(reloadable).",
+    "classifier.emotion_model": '"faceapi" (face-api.js expression net, 112x112 colour; the '
+    'more accurate on real photos) or "mini_xception" (64x64 grey, FER-2013; about 3x cheaper).',
     "classifier.emotion_min_face": "Faces narrower than this (pixels), or turned away, show "
     '"uncertain" instead of an emotion (reloadable).',
     "tracker.emotion_min_confidence": "Smoothed probability the leading emotion needs to be "

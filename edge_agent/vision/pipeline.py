@@ -33,15 +33,24 @@ BLAZEFACE = {
         strict=True,
     )
 }
-CLASSIFIER_MODELS = {"emotion": "emotion_mini_xception", "age": "age_v1", "gender": "gender_v1"}
+EMOTION_MODELS = {"faceapi": "emotion_faceapi", "mini_xception": "emotion_mini_xception"}
+CLASSIFIER_TASKS = ("emotion", "age", "gender")
+
+
+def classifier_models(config: Config) -> dict[str, str]:
+    """Task -> manifest name of each classifier the config switches on."""
+    names = {
+        "emotion": EMOTION_MODELS[config.classifier.emotion_model],
+        "age": "age_v1",
+        "gender": "gender_v1",
+    }
+    return {task: names[task] for task in CLASSIFIER_TASKS if getattr(config.classifier, task)}
 
 
 def models_needed(config: Config) -> list[str]:
     """Manifest names of the models a config loads (an SSD file is not in the manifest)."""
     detector = [BLAZEFACE[config.detector.model][0]] if config.detector.model in BLAZEFACE else []
-    return detector + [
-        name for task, name in CLASSIFIER_MODELS.items() if getattr(config.classifier, task)
-    ]
+    return detector + list(classifier_models(config).values())
 
 
 def tracker_settings(config: Config) -> TrackerSettings:
@@ -74,10 +83,8 @@ class Pipeline:
 
         self.detector: Detector = self._detector(config, load)
         classifier = config.classifier
-        models = {
-            task: load(name) if getattr(classifier, task) else None
-            for task, name in CLASSIFIER_MODELS.items()
-        }
+        names = classifier_models(config)
+        models = {task: load(names[task]) if task in names else None for task in CLASSIFIER_TASKS}
         self.classifier = FaceClassifier(
             **models,
             level_faces=classifier.level_faces,
@@ -116,7 +123,7 @@ class Pipeline:
         models = {
             "detector": f"{self.config.detector.model} ({detector.variant}, {detector.runs_on})"
         }
-        for task in CLASSIFIER_MODELS:
+        for task in CLASSIFIER_TASKS:
             model = getattr(self.classifier, task)
             if model is not None:
                 models[task] = f"{model.path.name} ({model.runs_on})"

