@@ -78,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="measure speed and memory on a file")
     bench.add_argument("--source", metavar="FILE", help="video (default: the sample clip)")
+    bench.add_argument(
+        "--multiface",
+        action="store_true",
+        help="a clip made from the group photo: five faces at 100 to 22 px wide",
+    )
     bench.add_argument("--frames", type=int, metavar="N", help="stop after N frames")
     bench.add_argument("--json", action="store_true", help="a JSON summary on the last line")
     _add_config(bench)

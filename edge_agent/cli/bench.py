@@ -22,6 +22,7 @@ from edge_agent.config import Config, load_or_default
 from edge_agent.daemon import Daemon, RunReport
 from edge_agent.daemon.notify import Notifier
 from edge_agent.daemon.stats import percentiles
+from edge_agent.demo.clips import multiface_clip
 from edge_agent.demo.samples import DEMO_CLIP, sample
 from edge_agent.errors import UsageError
 
@@ -127,7 +128,15 @@ def main(args: argparse.Namespace) -> int:
     if args.frames is not None and args.frames < 1:
         raise UsageError(f"--frames {args.frames}: must be at least 1")
     config = load_or_default(args.config)
-    source = Path(args.source) if args.source else sample(DEMO_CLIP)
+    if args.multiface and args.source:
+        raise UsageError("--multiface and --source: give one")
+    source = (
+        multiface_clip()
+        if args.multiface
+        else Path(args.source)
+        if args.source
+        else sample(DEMO_CLIP)
+    )
     config.camera.source = str(source)
     config.camera.realtime = False  # full speed, every frame
     config.camera.loop = args.frames is not None  # N frames may be more than one pass

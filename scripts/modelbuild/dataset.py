@@ -132,7 +132,8 @@ def build_dataset(sources: Sources) -> Dataset:
             for flip in (False, True):
                 image = frame[:, ::-1] if flip else frame
                 seen = (face.mirrored(frame.shape[1]) if flip else face).detection()
-                chip = aligned_chip(image, seen, 64, "emotion", level=True)
+                # (mini-XCEPTION's int8 build was calibrated on chips of margin 1.1)
+                chip = aligned_chip(image, seen, 64, "emotion", level=True, margin=1.1)
                 data.emotion[split].append(emotion_input(chip))
                 for chips, size in ((data.age, 64), (data.gender, 32)):
                     chip = aligned_chip(image, seen, size, "dlib", level=True)

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from edge_agent.types import EMOTIONS, Detection
-from edge_agent.vision.classify.crops import ChipStyle, aligned_chip
+from edge_agent.vision.classify.crops import EMOTION_MARGIN, ChipStyle, aligned_chip
 from edge_agent.vision.runtime import TfliteModel
 
 # dlib's age net predicts 81 classes; class 0 stands for babies (0.25 years).
@@ -53,6 +53,16 @@ def readable(face: Detection, min_face: float) -> bool:
     return min(face.box[2], face.box[3]) >= min_face and frontality(face) >= MIN_FRONTALITY
 
 
+def even_contrast(chip: np.ndarray) -> None:
+    """In place: the chip's brightness spread to mean 128 and standard deviation 64, colour
+    kept (on the luma of YCrCb), so a dim or flat face reads like a well-lit one."""
+    ycc = cv2.cvtColor(chip, cv2.COLOR_BGR2YCrCb)
+    luma = ycc[..., 0].astype(np.float32)
+    luma = (luma - luma.mean()) / max(float(luma.std()), 1.0) * 64.0 + 128.0
+    ycc[..., 0] = np.clip(luma, 0, 255).astype(np.uint8)
+    cv2.cvtColor(ycc, cv2.COLOR_YCrCb2BGR, dst=chip)
+
+
 def _run_batched(model: TfliteModel, batch: np.ndarray) -> np.ndarray:
     if model.max_batch is None or len(batch) <= model.max_batch:
         return model.run(batch)[0]
@@ -75,6 +85,8 @@ class FaceClassifier:
         # The model's own label order (its manifest entry) taken to EMOTIONS order.
         labels = EMOTIONS if emotion is None else emotion.model.entry["labels"]
         self._emotion_order = np.array([labels.index(label) for label in EMOTIONS])
+        spec = {} if emotion is None else emotion.model.entry["input"]
+        self._margin = float(spec.get("crop_margin", EMOTION_MARGIN))
         self.level_faces = level_faces
         self.emotion_min_face = emotion_min_face  # may change between frames (SIGHUP)
         # Chips and model inputs are written into buffers kept per shape, so a steady scene
@@ -93,7 +105,7 @@ class FaceClassifier:
     ) -> np.ndarray:
         chips = self._buffer(f"{style}{size}", (len(faces), size, size, 3), np.uint8)
         for chip, face in zip(chips, faces, strict=True):
-            aligned_chip(image, face, size, style, self.level_faces, out=chip)
+            aligned_chip(image, face, size, style, self.level_faces, chip, self._margin)
         return chips
 
     def _emotion_input(self, image: np.ndarray, faces: list[Detection]) -> np.ndarray:
@@ -104,6 +116,9 @@ class FaceClassifier:
         _, size, _, channels = self.emotion.model.entry["input"]["shape"]
         if channels == 3:
             chips = self._chips(image, faces, size, "emotion")
+            if self.emotion.model.entry["input"].get("contrast") == "std":
+                for chip in chips:
+                    even_contrast(chip)
             batch = self._buffer("emotion_rgb_in", chips.shape, np.float32)
             np.subtract(chips[..., ::-1], FACE_API_MEANS_RGB, out=batch, casting="unsafe")
             batch *= np.float32(1 / 255)

@@ -48,12 +48,15 @@ def _eyes(face: Detection, level: bool) -> np.ndarray:
     return np.array([[x, y], [x, y]]) + _BOX_EYES * np.array([w, h])
 
 
-def chip_transform(face: Detection, size: int, style: ChipStyle, level: bool) -> np.ndarray:
-    """The warp from frame pixels into a `size`-pixel chip for one face."""
+def chip_transform(
+    face: Detection, size: int, style: ChipStyle, level: bool, margin: float = EMOTION_MARGIN
+) -> np.ndarray:
+    """The warp from frame pixels into a `size`-pixel chip for one face; `margin` is the
+    emotion chip's side over the box's (each emotion model was trained with its own)."""
     if style == "dlib":
         return _similarity(_eyes(face, level), _DLIB_EYES * size)
     x, y, w, h = face.box
-    side = max(w, h) * EMOTION_MARGIN
+    side = max(w, h) * margin
     centre = np.array([x + w / 2, y + h / 2])
     eyes = _eyes(face, level)
     direction = eyes[1] - eyes[0]
@@ -69,9 +72,10 @@ def aligned_chip(
     style: ChipStyle,
     level: bool,
     out: np.ndarray | None = None,
+    margin: float = EMOTION_MARGIN,
 ) -> np.ndarray:
     """The chip, warped into `out` when given (a reused buffer: no allocation per face)."""
-    matrix = chip_transform(face, size, style, level)
+    matrix = chip_transform(face, size, style, level, margin)
     return cv2.warpAffine(
         image,
         matrix,
