@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from edge_agent.types import Box
@@ -29,3 +31,21 @@ def iou_many(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
     return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def match(a: Sequence[Box], b: Sequence[Box], threshold: float) -> dict[int, int]:
+    """Greedy one-to-one matching by overlap, best pairs first: index in `b` -> index in
+    `a`, for pairs overlapping at least `threshold`. A handful of faces needs nothing
+    heavier than this (the tracker's association, eval's detection scoring)."""
+    pairs = sorted(
+        ((iou(x, y), i, j) for i, x in enumerate(a) for j, y in enumerate(b)), reverse=True
+    )
+    matched: dict[int, int] = {}
+    used: set[int] = set()
+    for overlap, i, j in pairs:
+        if overlap < threshold:
+            break
+        if i not in used and j not in matched:
+            used.add(i)
+            matched[j] = i
+    return matched

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge_agent.types import EMOTIONS, Box
-from edge_agent.vision.boxes import iou
+from edge_agent.vision.boxes import match
 
 NO_FACE = "no face"  # the confusion column of an image where no face was found
 CONFIDENCE_BANDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0001)
@@ -117,19 +117,7 @@ class DetectionTally:
     by_size: dict[str, list[int]] = field(default_factory=dict)  # bucket -> [matched, total]
 
     def add(self, truth: Sequence[Box], found: Sequence[Box]) -> None:
-        pairs = sorted(
-            ((iou(t, f), ti, fi) for ti, t in enumerate(truth) for fi, f in enumerate(found)),
-            reverse=True,
-        )
-        used_truth: set[int] = set()
-        used_found: set[int] = set()
-        for overlap, ti, fi in pairs:
-            if overlap < self.threshold:
-                break
-            if ti in used_truth or fi in used_found:
-                continue
-            used_truth.add(ti)
-            used_found.add(fi)
+        used_truth = set(match(found, truth, self.threshold))
         self.labelled += len(truth)
         self.found += len(found)
         self.matched += len(used_truth)

@@ -20,7 +20,7 @@ from edge_agent.types import (
     TrackEvent,
     emotion_dict,
 )
-from edge_agent.vision.boxes import iou
+from edge_agent.vision.boxes import match
 from edge_agent.vision.classify import FaceAttributes
 
 
@@ -101,23 +101,10 @@ class Tracker:
         is a new track with its own face_appeared, not the old one resumed.
         """
         self._retire(t)
-        pairs = sorted(
-            (
-                (iou(track.box, det.box), ti, di)
-                for ti, track in enumerate(self.tracks)
-                for di, det in enumerate(detections)
-            ),
-            reverse=True,
+        pairs = match(
+            [t.box for t in self.tracks], [d.box for d in detections], self.settings.match_iou
         )
-        assigned: dict[int, Track] = {}
-        used_tracks: set[int] = set()
-        for overlap, ti, di in pairs:
-            if overlap < self.settings.match_iou:
-                break
-            if ti in used_tracks or di in assigned:
-                continue
-            used_tracks.add(ti)
-            assigned[di] = self.tracks[ti]
+        assigned: dict[int, Track] = {di: self.tracks[ti] for di, ti in pairs.items()}
         for di, det in enumerate(detections):
             track = assigned.get(di)
             if track is None:
