@@ -9,6 +9,7 @@ import socket
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -204,3 +205,39 @@ def test_auto_picks_the_journal_only_when_stderr_is_the_journal(tmp_path):
                 assert "hello" in stderr_path.read_text()
     finally:
         server.close()
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, which sees python3-systemd as on the Pi
+
+
+def test_systemd_python_carries_the_messages_where_it_is_installed(path_socket):
+    """On the Pi the venv sees Debian's python3-systemd (--system-site-packages): the
+    notifier must then speak through systemd.daemon.notify, and systemd must hear it."""
+    probe = subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import systemd.daemon"], capture_output=True, check=False
+    )
+    if probe.returncode != 0:
+        message = "python3-systemd is not installed (scripts/install-dev-deps.sh installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    address, server = path_socket
+    notify_py = Path(__file__).resolve().parents[1] / "edge_agent" / "daemon" / "notify.py"
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('notify', {str(notify_py)!r})\n"
+        "notify = importlib.util.module_from_spec(spec); spec.loader.exec_module(notify)\n"
+        "n = notify.Notifier()\n"
+        "assert n._library is not None, 'systemd.daemon.notify not picked'\n"
+        "assert n.ready('3.0 fps, 1 face')\n"
+    )
+    done = subprocess.run(
+        [SYSTEM_PYTHON, "-c", code],
+        env={"NOTIFY_SOCKET": address, "PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert receive_all(server) == ["READY=1\nSTATUS=3.0 fps, 1 face"]
