@@ -11,9 +11,10 @@ import argparse
 import importlib
 import logging
 import sys
+from typing import NoReturn
 
 from edge_agent import __version__
-from edge_agent.errors import EX_SOFTWARE, EdgeAgentError
+from edge_agent.errors import EX_SOFTWARE, EX_USAGE, EdgeAgentError
 
 EXIT_CODES = """exit codes:
   0   success
@@ -41,6 +42,15 @@ COMMANDS = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the documented code for a bad command line (64, not argparse's 2) and
+    the same one line as every other failure: `edge-agent: error: ...`."""
+
+    def error(self, message: str) -> NoReturn:
+        hint = f" (see {self.prog} --help)"
+        self.exit(EX_USAGE, f"edge-agent: error: {message}{hint}\n")
+
+
 def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
@@ -50,7 +60,7 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="edge-agent",
         description="On-device face emotion, age and gender detection.",
         epilog=EXIT_CODES,
