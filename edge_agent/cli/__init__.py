@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--annotate", metavar="OUT", help="write the frames with boxes and labels (image or video)"
     )
+    analyze.add_argument(
+        "--force", action="store_true", help="let --annotate overwrite an existing file"
+    )
     _add_config(analyze)
 
     run = commands.add_parser("run", help="the daemon: camera to MQTT and display")
