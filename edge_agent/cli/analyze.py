@@ -7,16 +7,23 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edge_agent.capture.files import IMAGE_SUFFIXES, FolderSource, ImageSource, open_path
+from edge_agent.capture.files import (
+    IMAGE_SUFFIXES,
+    FolderSource,
+    ImageSource,
+    VideoSource,
+    open_path,
+)
 from edge_agent.cli.annotate import draw_faces
 from edge_agent.config import load_or_default
-from edge_agent.errors import UsageError
-from edge_agent.types import FrameResult
+from edge_agent.errors import BadMediaError, EdgeAgentError, UsageError
+from edge_agent.types import Frame, FrameResult
 from edge_agent.vision.pipeline import Pipeline
 
 
@@ -109,9 +116,10 @@ class Annotator:
             self._tmp.unlink(missing_ok=True)
 
 
-def _table_row(result: FrameResult) -> list[str]:
+def _table_row(result: FrameResult, file: str | None = None, width: int = 0) -> list[str]:
+    lead = "" if file is None else f"{file:<{width}}  "
     if not result.faces:
-        return [f"{result.frame:>6} {result.t:>8.2f}  -"]
+        return [f"{lead}{result.frame:>6} {result.t:>8.2f}  -"]
     rows = []
     for face in result.faces:
         age = "-" if face.age is None else f"{face.age:.0f}"
@@ -124,10 +132,35 @@ def _table_row(result: FrameResult) -> list[str]:
         gender = face.gender or "-"
         box = ",".join(f"{v:.0f}" for v in face.box)
         rows.append(
-            f"{result.frame:>6} {result.t:>8.2f} {face.track:>5}  "
+            f"{lead}{result.frame:>6} {result.t:>8.2f} {face.track:>5}  "
             f"{emotion + confidence:<18} {age:>4}  {gender:<7} {box}"
         )
     return rows
+
+
+def warn(message: str) -> None:
+    print(f"edge-agent: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _frames(source: ImageSource | FolderSource | VideoSource) -> Iterator[tuple[str | None, Frame]]:
+    """Each frame with the name of its file (folders only). In a folder a bad image is a
+    warning and the run goes on; it fails only if no image at all could be read."""
+    if not isinstance(source, FolderSource):
+        for frame in source.frames():
+            yield None, frame
+        return
+    for path, why in source.skipped:
+        warn(f"{path}: skipped, {why}")
+    usable = 0
+    for path, item in source.stills():
+        if isinstance(item, EdgeAgentError):
+            warn(str(item))  # the message starts with the path
+            continue
+        usable += 1
+        yield path.name, item
+    if not usable:
+        folder = source.files[0].parent
+        raise BadMediaError(f"{folder}: none of its {len(source.files)} image(s) is readable")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -142,9 +175,14 @@ def main(args: argparse.Namespace) -> int:
         )
     pipeline = Pipeline(config)
     out = sys.stdout
+    folder = isinstance(source, FolderSource)
+    width = 0
+    if isinstance(source, FolderSource):
+        width = max(len("file"), *(len(p.name) for p in source.files))
     if not args.json:
         print(
-            f"{'frame':>6} {'t (s)':>8} {'track':>5}  {'emotion':<18} {'age':>4}  "
+            (f"{'file':<{width}}  " if folder else "")
+            + f"{'frame':>6} {'t (s)':>8} {'track':>5}  {'emotion':<18} {'age':>4}  "
             f"{'gender':<7} box x,y,w,h",
             file=out,
         )
@@ -155,15 +193,17 @@ def main(args: argparse.Namespace) -> int:
         # Photos are judged each on its own (the whole detector pyramid, no tracking from
         # one photo to the next); a video's frames are a stream.
         stills = isinstance(source, ImageSource | FolderSource)
-        for frame in source.frames():
+        for file, frame in _frames(source):
             result = pipeline.process_still(frame) if stills else pipeline.process(frame)
             frames += 1
             faces_seen += bool(result.faces)
             last_t = frame.t
             if args.json:
-                out.write(json.dumps(result.to_json()) + "\n")
+                row = result.to_json() if file is None else {"file": file, **result.to_json()}
+                out.write(json.dumps(row) + "\n")
             else:
-                out.write("\n".join(_table_row(result)) + "\n")
+                out.write("\n".join(_table_row(result, file, width)) + "\n")
+            out.flush()  # rows and warnings in the order they happened
             if annotator is not None:
                 annotator.write(frame.image, result)
         finished = True
