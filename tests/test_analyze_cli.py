@@ -189,3 +189,31 @@ def test_annotate_into_a_missing_folder_is_a_usage_error(media, tmp_path: Path) 
     done = analyze(str(media("single_face.jpg")), "--annotate", str(tmp_path / "no" / "x.png"))
     assert done.returncode == 64
     assert "does not exist" in done.stderr and "Traceback" not in done.stderr
+
+
+def _library_lines(stderr: str) -> list[str]:
+    """Lines OpenCV, FFmpeg or the TFLite runtime print by themselves."""
+    return [
+        line
+        for line in stderr.splitlines()
+        if line.startswith(("[ WARN", "[ INFO", "[ERROR", "[mov", "[tcp", "WARNING ", "W0000"))
+        or "moov atom" in line
+        or "libedgetpu" in line
+    ]
+
+
+@pytest.mark.parametrize("kind", ["truncated-mp4", "missing"])
+def test_a_failure_is_exactly_one_line_on_stderr(media, tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "clip.mp4"
+    if kind == "truncated-mp4":  # the header without its index: FFmpeg has much to say
+        path.write_bytes(media("single_face.mp4").read_bytes()[:100_000])
+    done = analyze(str(path))
+    assert done.returncode == (65 if kind == "truncated-mp4" else 66)
+    assert done.stderr.splitlines() == [done.stderr.strip()], done.stderr
+    assert done.stderr.startswith("edge-agent: error: ")
+
+
+def test_a_good_image_has_no_library_chatter_on_stderr(media) -> None:
+    done = analyze(str(media("single_face.jpg")), "--json")
+    assert done.returncode == 0, done.stderr
+    assert _library_lines(done.stderr) == [], done.stderr
