@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--frames", type=int, metavar="N", help="stop after N frames")
     bench.add_argument("--json", action="store_true", help="a JSON summary on the last line")
+    bench.add_argument(
+        "--mqtt",
+        action="store_true",
+        help="also publish to the config's broker (as <device>-bench, with its own client id);"
+        " off by default",
+    )
     _add_config(bench)
 
     check = commands.add_parser("check", help="test config, models, camera, broker, display")
