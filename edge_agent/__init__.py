@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import os as _os
+
+# OpenCV and its FFmpeg speak on stderr by themselves ("[ WARN:0@0.1] global cap.cpp...",
+# "moov atom not found", "[tcp @ ...] Connection refused") before our own one line says
+# what went wrong. Their log levels are read from the environment (OPENCV_LOG_LEVEL when cv2
+# is imported, so it is set here, before any part of the package imports it); whoever
+# debugs a camera can still set them in the environment: only defaults are set.
+_os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+_os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
 
 def _version() -> str:
     """The version pyproject.toml declares, read from the installed package's metadata.

@@ -81,6 +81,46 @@ def test_folder_of_images_is_one_stream(media, tmp_path: Path) -> None:
     frames = [json.loads(line) for line in done.stdout.splitlines()]
     assert [f["frame"] for f in frames] == [0, 1]
     assert [f["t"] for f in frames] == [0.0, 1.0]
+    assert [f["file"] for f in frames] == ["multi_face.jpg", "single_face.jpg"]
+    assert "warning" not in done.stderr  # a text file is not media: nothing to say
+
+
+def test_a_folder_goes_on_past_a_bad_image_and_names_every_file(media, tmp_path: Path) -> None:
+    (tmp_path / "a.jpg").write_bytes(media("single_face.jpg").read_bytes())
+    (tmp_path / "b.jpg").write_text("not a picture")
+    (tmp_path / "c.png").write_bytes(b"")
+    (tmp_path / "d.jpg").write_bytes(media("multi_face.jpg").read_bytes())
+    (tmp_path / "clip.mp4").write_bytes(media("single_face.mp4").read_bytes())
+    (tmp_path / "more").mkdir()
+    done = analyze(str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    rows = done.stdout.splitlines()
+    assert rows[0].split()[:2] == ["file", "frame"]
+    assert {row.split()[0] for row in rows[1:]} == {"a.jpg", "d.jpg"}
+    warnings = [line for line in done.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 4, done.stderr
+    assert all(line.startswith("edge-agent: warning: ") for line in warnings)
+    by_file = {Path(line.split(": ")[2]).name: line for line in warnings}
+    assert set(by_file) == {"b.jpg", "c.png", "clip.mp4", "more"}
+    assert "not a readable image" in by_file["b.jpg"] and "empty" in by_file["c.png"]
+    assert "skipped" in by_file["clip.mp4"] and "skipped" in by_file["more"]
+    assert "edge-agent: error:" not in done.stderr
+
+    done = analyze(str(tmp_path), "--json")
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["file"] for line in done.stdout.splitlines()] == ["a.jpg", "d.jpg"]
+
+
+def test_a_folder_with_no_readable_image_is_bad_media(tmp_path: Path) -> None:
+    (tmp_path / "b.jpg").write_text("not a picture")
+    (tmp_path / "c.png").write_bytes(b"")
+    done = analyze(str(tmp_path), "--json")
+    assert done.returncode == 65
+    assert done.stdout == "" and "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("edge-agent: error:")]
+    assert len(errors) == 1 and "none of its 2 image(s)" in errors[0]
+    assert done.stderr.count("edge-agent: warning:") == 2
 
 
 def _write(path: Path, image: np.ndarray) -> Path:
@@ -149,3 +189,31 @@ def test_annotate_into_a_missing_folder_is_a_usage_error(media, tmp_path: Path) 
     done = analyze(str(media("single_face.jpg")), "--annotate", str(tmp_path / "no" / "x.png"))
     assert done.returncode == 64
     assert "does not exist" in done.stderr and "Traceback" not in done.stderr
+
+
+def _library_lines(stderr: str) -> list[str]:
+    """Lines OpenCV, FFmpeg or the TFLite runtime print by themselves."""
+    return [
+        line
+        for line in stderr.splitlines()
+        if line.startswith(("[ WARN", "[ INFO", "[ERROR", "[mov", "[tcp", "WARNING ", "W0000"))
+        or "moov atom" in line
+        or "libedgetpu" in line
+    ]
+
+
+@pytest.mark.parametrize("kind", ["truncated-mp4", "missing"])
+def test_a_failure_is_exactly_one_line_on_stderr(media, tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "clip.mp4"
+    if kind == "truncated-mp4":  # the header without its index: FFmpeg has much to say
+        path.write_bytes(media("single_face.mp4").read_bytes()[:100_000])
+    done = analyze(str(path))
+    assert done.returncode == (65 if kind == "truncated-mp4" else 66)
+    assert done.stderr.splitlines() == [done.stderr.strip()], done.stderr
+    assert done.stderr.startswith("edge-agent: error: ")
+
+
+def test_a_good_image_has_no_library_chatter_on_stderr(media) -> None:
+    done = analyze(str(media("single_face.jpg")), "--json")
+    assert done.returncode == 0, done.stderr
+    assert _library_lines(done.stderr) == [], done.stderr

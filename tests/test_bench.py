@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+from pathlib import Path
+
+from helpers.mqtt import Collector
 
 
 def test_bench_json_summary_on_the_last_line(media, tmp_path) -> None:
@@ -31,7 +35,7 @@ def test_bench_json_summary_on_the_last_line(media, tmp_path) -> None:
     )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.splitlines()[-1])
-    assert summary["frames"] >= 100  # 72-frame clip, looped to reach N
+    assert summary["frames"] == 100  # exactly N: the 72-frame clip, looped, cut at N
     assert summary["fps"] > 0 and summary["rss_mb"] > 10 and 0 < summary["startup_s"] < 30
     assert set(summary["latency_ms"]) == {"p50", "p95", "p99"}
     assert summary["latency_ms"]["p50"] <= summary["latency_ms"]["p99"]
@@ -79,3 +83,61 @@ def test_bench_fails_when_the_source_breaks_off(media, tmp_path) -> None:
     )
     assert done.returncode == 65 and "b.jpg" in done.stderr
     assert "fps" not in done.stdout  # no numbers from a broken run
+
+
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def appliance_config(tmp_path: Path, broker) -> Path:
+    """What /etc/edge-agent/config.toml of a running appliance looks like."""
+    config = tmp_path / "appliance.toml"
+    config.write_text(
+        'device_id = "kitchen"\n'
+        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nclient_id = "kitchen-agent"\n'
+        f'[state]\ndir = "{tmp_path / "appliance-state"}"\n'
+    )
+    return config
+
+
+def test_bench_leaves_the_broker_alone_unless_asked(media, tmp_path, mosquitto) -> None:
+    config = appliance_config(tmp_path, mosquitto)
+    with Collector(mosquitto) as seen:
+        done = bench("--source", str(media("single_face.mp4")), "--config", str(config))
+        time.sleep(0.3)  # anything in flight would have arrived by now
+    assert done.returncode == 0, done.stderr
+    assert seen.snapshot() == []
+    assert not (tmp_path / "appliance-state").exists()
+
+
+def test_bench_mqtt_publishes_as_its_own_device_and_client(media, tmp_path, mosquitto) -> None:
+    config = appliance_config(tmp_path, mosquitto)
+    # The running daemon's session, under its client id: bench must not take it over.
+    daemon = Collector(mosquitto, client_id="kitchen-agent")
+    kicked: list[object] = []
+    daemon.client.on_disconnect = lambda *args: kicked.append(args)
+    with daemon:
+        done = bench(
+            "--source",
+            str(media("single_face.mp4")),
+            "--frames",
+            "40",
+            "--mqtt",
+            "--config",
+            str(config),
+        )
+        assert daemon.wait(lambda c: any(m.topic.endswith("/events") for m in c.snapshot()), 5)
+        assert kicked == []  # (before the collector's own disconnect)
+    assert done.returncode == 0, done.stderr
+    topics = {m.topic for m in daemon.snapshot()}
+    ours = {t for t in topics if t.startswith("edge-agent/")}
+    assert ours and all(t.startswith("edge-agent/kitchen-bench/") for t in ours), topics
+    assert not any("/kitchen/" in t or t.endswith("/kitchen") for t in topics), topics
+    assert not (tmp_path / "appliance-state").exists()  # a temporary state folder instead
+    assert "stay in the outbox" not in done.stderr

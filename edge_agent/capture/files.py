@@ -13,10 +13,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_agent.errors import BadMediaError, InputError
+from edge_agent.errors import BadMediaError, EdgeAgentError, InputError
 from edge_agent.types import Frame
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg"})
 FOLDER_FPS = 1.0  # a folder of stills is read as one photo a second
 DEFAULT_VIDEO_FPS = 30.0
 
@@ -64,7 +65,16 @@ class FolderSource:
     """The images of a folder in name order, one a second of source time."""
 
     def __init__(self, path: Path, *, loop: bool = False) -> None:
-        self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        entries = sorted(path.iterdir())
+        self.files = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()]
+        # what a reader of the folder should hear about: it holds media this source skips
+        self.skipped: list[tuple[Path, str]] = [
+            (p, "a folder (subfolders are not read)")
+            if p.is_dir()
+            else (p, "a video (only the images of a folder are read)")
+            for p in entries
+            if not p.name.startswith(".") and (p.is_dir() or p.suffix.lower() in VIDEO_SUFFIXES)
+        ]
         if not self.files:
             suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
             raise BadMediaError(f"{path}: folder holds no images ({suffixes})")
@@ -79,6 +89,15 @@ class FolderSource:
                 index += 1
             if not self.loop:
                 return
+
+    def stills(self) -> Iterator[tuple[Path, Frame | EdgeAgentError]]:
+        """Each image with its frame, or with why it cannot be read, so that one bad photo
+        does not end a folder (`frames()` stops at it: a stream cannot skip)."""
+        for index, file in enumerate(self.files):
+            try:
+                yield file, Frame(index, index / FOLDER_FPS, read_image(file))
+            except EdgeAgentError as error:
+                yield file, error
 
     def close(self) -> None:
         pass

@@ -11,9 +11,10 @@ import argparse
 import importlib
 import logging
 import sys
+from typing import NoReturn
 
 from edge_agent import __version__
-from edge_agent.errors import EX_SOFTWARE, EdgeAgentError
+from edge_agent.errors import EX_SOFTWARE, EX_USAGE, EdgeAgentError
 
 EXIT_CODES = """exit codes:
   0   success
@@ -41,6 +42,15 @@ COMMANDS = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the documented code for a bad command line (64, not argparse's 2) and
+    the same one line as every other failure: `edge-agent: error: ...`."""
+
+    def error(self, message: str) -> NoReturn:
+        hint = f" (see {self.prog} --help)"
+        self.exit(EX_USAGE, f"edge-agent: error: {message}{hint}\n")
+
+
 def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
@@ -50,7 +60,7 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="edge-agent",
         description="On-device face emotion, age and gender detection.",
         epilog=EXIT_CODES,
@@ -71,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--annotate", metavar="OUT", help="write the frames with boxes and labels (image or video)"
     )
+    analyze.add_argument(
+        "--force", action="store_true", help="let --annotate overwrite an existing file"
+    )
     _add_config(analyze)
 
     run = commands.add_parser("run", help="the daemon: camera to MQTT and display")
@@ -85,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--frames", type=int, metavar="N", help="stop after N frames")
     bench.add_argument("--json", action="store_true", help="a JSON summary on the last line")
+    bench.add_argument(
+        "--mqtt",
+        action="store_true",
+        help="also publish to the config's broker (as <device>-bench, with its own client id);"
+        " off by default",
+    )
     _add_config(bench)
 
     check = commands.add_parser("check", help="test config, models, camera, broker, display")

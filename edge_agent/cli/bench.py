@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import resource
 import sys
@@ -25,6 +26,9 @@ from edge_agent.daemon.stats import percentiles
 from edge_agent.demo.clips import multiface_clip
 from edge_agent.demo.samples import DEMO_CLIP, sample
 from edge_agent.errors import UsageError
+
+BENCH_SUFFIX = "-bench"
+log = logging.getLogger("edge_agent.bench")
 
 STAGES = ("decode", "detect", "classify", "track", "publish", "display")
 
@@ -73,17 +77,16 @@ def _count_frames(path: Path) -> int | None:
     return count or None
 
 
-def run_bench(daemon: Daemon, frames: int | None, progress: Progress) -> list[float]:
+def run_bench(daemon: Daemon, progress: Progress) -> list[float]:
     """Drive the daemon until the file ends or `frames` have been processed; return every
     frame's latency (drained as it goes: the daemon keeps only a recent window)."""
     latencies: list[float] = []
     daemon.start()
+    # The daemon itself stops after `frames` (Daemon(max_frames=...)): stopping it from
+    # here would let it run on while this loop notices, and count frames past N.
     while not daemon.wait_done(0.05):
         latencies += daemon.stats.take_latencies()
-        processed = daemon.stats.processed
-        progress.draw(processed, daemon.stats.fps)
-        if frames is not None and processed >= frames:
-            break
+        progress.draw(daemon.stats.processed, daemon.stats.fps)
     daemon.shutdown()
     return latencies + daemon.stats.take_latencies()
 
@@ -124,6 +127,27 @@ def print_table(result: dict[str, Any]) -> None:
     print("\n".join(lines))
 
 
+def as_bench(config: Config, *, mqtt: bool) -> None:
+    """Keep bench off the appliance's broker identity: no MQTT unless asked, and with
+    --mqtt its own client id and device id, so it never publishes as the real device,
+    flips its availability or kicks the running daemon off the broker."""
+    if not mqtt:
+        config.mqtt.enabled = False
+        return
+    device = config.effective_device_id[: 64 - len(BENCH_SUFFIX)]
+    config.device_id = f"{device}{BENCH_SUFFIX}"
+    client_id = config.mqtt.client_id
+    config.mqtt.client_id = (
+        f"{client_id}{BENCH_SUFFIX}" if client_id else f"edge-agent-bench-{os.getpid()}"
+    )
+
+
+def _no_outbox_promise(record: logging.LogRecord) -> bool:
+    """The publisher's "N event(s) stay in the outbox for the next start" is untrue for
+    bench: its state folder is deleted when it ends (bench says so itself)."""
+    return "stay in the outbox" not in record.getMessage()
+
+
 def main(args: argparse.Namespace) -> int:
     if args.frames is not None and args.frames < 1:
         raise UsageError(f"--frames {args.frames}: must be at least 1")
@@ -142,15 +166,20 @@ def main(args: argparse.Namespace) -> int:
     config.camera.loop = args.frames is not None  # N frames may be more than one pass
     with tempfile.TemporaryDirectory(prefix="edge-agent-bench-") as state:
         config.state.dir = state  # the outbox must not touch the appliance's own state
-        daemon = Daemon(config, None, notifier=Notifier(environ={}))
+        as_bench(config, mqtt=args.mqtt)
+        logging.getLogger("edge_agent.mqtt").addFilter(_no_outbox_promise)
+        daemon = Daemon(config, None, notifier=Notifier(environ={}), max_frames=args.frames)
         total = args.frames or (_count_frames(source) if source.is_file() else None)
         progress = Progress(total)
-        latencies = run_bench(daemon, args.frames, progress)
+        latencies = run_bench(daemon, progress)
         first = daemon.stats.first_result_at
         # the process's age when the first result came: interpreter start-up included
         startup_s = process_age_s() - (time.monotonic() - first) if first is not None else 0.0
         progress.draw(daemon.stats.processed, daemon.stats.fps, final=True)
         result = summary(daemon.report(), config, startup_s, latencies)
+        unsent = daemon.outbox_depth
+    if unsent:  # bench's outbox was temporary: these are gone, not kept for a next start
+        log.warning("%d event(s) were not acknowledged by the broker before bench ended", unsent)
     if daemon.failure is not None:  # numbers from a run that broke off would mislead
         raise daemon.failure
     print_table(result)

@@ -25,9 +25,16 @@ TAKE_TIMEOUT_S = 0.25  # how often a silent source lets faces expire and stop be
 
 class InferenceLoop:
     def __init__(
-        self, pipeline: Pipeline, capture: Capture, sinks: Sequence[ResultSink], stats: Stats
+        self,
+        pipeline: Pipeline,
+        capture: Capture,
+        sinks: Sequence[ResultSink],
+        stats: Stats,
+        *,
+        max_frames: int | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.max_frames = max_frames  # end by itself after this many (bench's --frames)
         self.capture = capture
         self.sinks = list(sinks)
         self.stats = stats
@@ -88,6 +95,8 @@ class InferenceLoop:
                     (handed_over - frame.read_at) * 1e3, len(result.faces), result.stages_ms
                 )
                 self.first_result.set()
+                if self.max_frames is not None and self.stats.processed >= self.max_frames:
+                    break
         except BaseException as error:  # a bug or a broken model: exit, systemd restarts
             self.failure = error
             log.error("inference failed: %r", error, exc_info=True)

@@ -69,7 +69,8 @@ class RunReport:
 
 class Daemon:
     """`edge-agent run`. `sinks` are extra result consumers (the demo's counters);
-    `keep_display` leaves the last picture on the panel at the end (the demo's png)."""
+    `keep_display` leaves the last picture on the panel at the end (the demo's png);
+    `max_frames` ends the run after that many processed frames (bench's exact counts)."""
 
     def __init__(
         self,
@@ -80,8 +81,10 @@ class Daemon:
         verbose: bool = False,
         sinks: Sequence[ResultSink] = (),
         keep_display: bool = False,
+        max_frames: int | None = None,
     ) -> None:
         self.config = config
+        self.max_frames = max_frames  # a finite run (bench): the source "ends" after these
         self.config_path = config_path
         self.verbose = verbose
         self.notifier = notifier or Notifier()
@@ -127,7 +130,11 @@ class Daemon:
         if self._display is not None:
             sinks.append(self._display)
         self._loop = InferenceLoop(
-            self._pipeline, self._capture, [*sinks, *self._extra_sinks], self.stats
+            self._pipeline,
+            self._capture,
+            [*sinks, *self._extra_sinks],
+            self.stats,
+            max_frames=self.max_frames,
         )
         self._loop.start()
 
@@ -163,6 +170,11 @@ class Daemon:
     @property
     def camera_state(self) -> CameraState:
         return "starting" if self._capture is None else self._capture.state
+
+    @property
+    def outbox_depth(self) -> int:
+        """Events not yet acknowledged by the broker (0 without MQTT)."""
+        return self._publisher.outbox_depth if self._publisher is not None else 0
 
     @property
     def frames_dropped(self) -> int:

@@ -53,6 +53,10 @@ def _quiet_failed_delegate() -> Iterator[None]:
         sys.unraisablehook = previous
 
 
+class CoralLibraryMissing(ModelError):
+    """The Edge TPU runtime is not installed at all: the usual machine, not a fault."""
+
+
 def open_edgetpu(device: str | None = None) -> Any:
     """Load the Edge TPU delegate or raise ModelError saying why it is not there."""
     options = {"device": device} if device else None
@@ -63,7 +67,10 @@ def open_edgetpu(device: str | None = None) -> Any:
         except (OSError, ValueError, RuntimeError) as failure:
             error = failure
             failure.__traceback__ = None
-    raise ModelError(f"no Coral Edge TPU available ({EDGETPU_LIBRARY}: {error})")
+    detail = str(error).removeprefix(f"{EDGETPU_LIBRARY}: ")  # the loader names it already
+    if "cannot open shared object file" in detail:
+        raise CoralLibraryMissing(f"no Coral Edge TPU found ({EDGETPU_LIBRARY} not installed)")
+    raise ModelError(f"no Coral Edge TPU available ({EDGETPU_LIBRARY}: {detail})")
 
 
 @dataclass(slots=True)
@@ -83,7 +90,10 @@ class AcceleratorChoice:
         except ModelError as error:
             if requested == "edgetpu":
                 raise
-            log.warning("%s; running on the CPU", error)
+            # No runtime installed is the normal case for a machine without a Coral; a
+            # runtime that finds no device (unplugged, no permission) is worth a warning.
+            level = logging.DEBUG if isinstance(error, CoralLibraryMissing) else logging.WARNING
+            log.log(level, "%s; using the CPU", error)
             return cls(requested, "cpu")
         log.info("Coral Edge TPU found; models with an _edgetpu build run on it")
         return cls(requested, "edgetpu", delegate)
