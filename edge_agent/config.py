@@ -47,6 +47,7 @@ class CameraConfig:
     width: int = bounded(640, 16, 4096)
     height: int = bounded(480, 16, 4096)
     fps: float = bounded(30.0, 0.1, 240.0)
+    max_pixels: int = bounded(40_000_000, 10_000, 400_000_000)
 
 
 @dataclass(slots=True)
@@ -648,6 +649,9 @@ NOTES: dict[str, str] = {
     "camera.loop": "Replay a file or folder forever; without it `run` ends at its end.",
     "camera.realtime": "Pace a file at its own frame rate, dropping frames when inference is "
     "slower; false processes every frame as fast as possible.",
+    "camera.max_pixels": "The most pixels a decoded image or video frame may have (40 MP: a "
+    "24 MP photo fits, and one frame takes 120 MB); larger files are refused from their header "
+    "(exit 65), before decoding, so a small file of huge size cannot exhaust the memory.",
     "camera.width": "Requested size and rate of a camera (picamera2, V4L2).",
     "detector.model": '"multiscale" (the short-range model as a scale pyramid: faces from '
     'close-ups down to ~20 px wide in 640x480), "short_range" (one pass, faces within ~2 m), '

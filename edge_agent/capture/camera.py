@@ -225,7 +225,7 @@ def open_source(spec: SourceSpec, config: CameraConfig) -> FrameSource:
         return Picamera2Source(config.width, config.height, config.fps)
     if spec.kind in ("v4l2", "stream"):
         return OpenCvLiveSource(spec, config)
-    return open_path(Path(spec.target), loop=config.loop)
+    return open_path(Path(spec.target), loop=config.loop, max_pixels=config.max_pixels)
 
 
 class Mailbox:
