@@ -360,3 +360,29 @@ def test_faces_end_on_time_when_a_live_camera_goes_silent(
         )
         daemon.process.send_signal(signal.SIGTERM)
         assert daemon.wait(5) == 0, daemon.output()
+
+
+def test_a_second_daemon_on_the_same_state_dir_exits_75(tmp_path, media, notify, daemons):
+    config = base_config(tmp_path)
+    config.camera.source = str(media(CLIP))
+    config.camera.loop = True
+    path = write(tmp_path / "config.toml", config)
+    first = Daemon(path, notify)
+    daemons.append(first)
+    assert notify.wait_for("READY=1", 60), first.output()
+    state = Path(config.state.dir)
+    assert (state / "lock").read_text().strip() == str(first.process.pid)
+
+    started = time.monotonic()
+    second = Daemon(path, None, watchdog_usec=None)
+    daemons.append(second)
+    assert second.wait(15) == 75, second.output()
+    assert time.monotonic() - started < 15
+    busy = f"edge-agent: error: state dir {state} in use by PID {first.process.pid}"
+    assert second.log[-1] == busy, second.output()
+    assert not any("loading" in line or "Traceback" in line for line in second.log)
+    assert first.process.poll() is None
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert (state / "lock").stat().st_mode & 0o777 == 0o600
+    first.process.send_signal(signal.SIGTERM)
+    assert first.wait(5) == 0, first.output()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -118,3 +119,19 @@ def test_a_closed_outbox_raises_a_sqlite_error(tmp_path: Path):
     outbox.close()  # idempotent
     with pytest.raises(sqlite3.Error):
         outbox.append("t", _payloads(1), seq_key="dev")
+
+
+def test_the_outbox_is_private_whatever_the_umask(tmp_path: Path):
+    """Run by hand (umask 022, not the unit's 0077) it still holds per-person data 0600."""
+    old = os.umask(0o022)
+    try:
+        outbox = Outbox(tmp_path / "state" / "outbox.sqlite")
+        outbox.append("t", _payloads(2), seq_key="events")
+        assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
+        files = sorted((tmp_path / "state").iterdir())
+        assert {p.name for p in files} >= {"outbox.sqlite", "outbox.sqlite-wal"}
+        for file in files:
+            assert file.stat().st_mode & 0o777 == 0o600, file
+        outbox.close()
+    finally:
+        os.umask(old)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -62,7 +63,7 @@ class Outbox:
         self._sync = "FULL" if sync == "full" else "NORMAL"
         self._lock = threading.Lock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as error:
             raise ConfigError(
                 f"state.dir = {str(path.parent)!r}: cannot create ({error.strerror or error})"
@@ -98,6 +99,15 @@ class Outbox:
         self._dropped = self._meta("dropped")
 
     def _open(self, sync: str) -> sqlite3.Connection:
+        # Private whoever runs us (per-person emotion, age and gender): sqlite gives the
+        # -wal and -shm files the database file's own mode.
+        try:
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            info = self.path.stat()
+            if info.st_mode & 0o077 and info.st_uid == os.geteuid():
+                self.path.chmod(0o600)
+        except OSError as error:
+            raise sqlite3.OperationalError(f"{error.strerror or error}") from None
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
         try:
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
