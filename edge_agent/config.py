@@ -646,7 +646,8 @@ NOTES: dict[str, str] = {
     "camera.source": '"auto" (picamera2 if installed, else the first /dev/video*), '
     '"picamera2", "/dev/videoN", a video file, a folder of images, or an '
     "rtsp://, http:// or https:// URL.",
-    "camera.loop": "Replay a file or folder forever; without it `run` ends at its end.",
+    "camera.loop": "Replay a file or folder forever; without it `run` ends at its end. A looping "
+    "file that is deleted is a lost camera (reopened with back-off) until it is back.",
     "camera.realtime": "Pace a file at its own frame rate, dropping frames when inference is "
     "slower; false processes every frame as fast as possible.",
     "camera.max_pixels": "The most pixels a decoded image or video frame may have (40 MP: a "
