@@ -122,3 +122,10 @@ def test_check_needs_no_models_to_report_their_absence(tmp_path, capsys):
     os.makedirs(tmp_path / "empty")
     code, rows = run(write(tmp_path / "c.toml", config), capsys)
     assert code == 1 and rows["models"][0] == "FAIL" and "manifest" in rows["models"][1]
+
+
+def test_a_missing_video_device_is_said_to_be_missing(tmp_path, good, capsys):
+    good.camera.source = "/dev/video99"
+    code, rows = run(write(tmp_path / "c.toml", good), capsys)
+    assert code == 1
+    assert rows["camera"] == ("FAIL", "/dev/video99: no such device (is the camera plugged in?)")

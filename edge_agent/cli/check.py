@@ -109,6 +109,8 @@ def check_camera(config: Config) -> Row:
 
     capture = Capture(config.camera)
     described = capture.spec.describe()
+    if capture.spec.kind == "v4l2" and not os.path.exists(capture.spec.target):
+        return Row("camera", FAIL, f"{described}: no such device (is the camera plugged in?)")
     started = time.monotonic()
     capture.start()
     try:
@@ -119,11 +121,10 @@ def check_camera(config: Config) -> Row:
         capture.stop(timeout=1.0)
     if frame is None:
         why = capture.error or f"no frame within {CAMERA_TIMEOUT_S:.0f} s"
-        hint = (
-            ""
-            if not capture.spec.live or capture.spec.kind == "stream"
-            else " (is the service running? stop it first: one process at a time)"
-        )
+        if not capture.spec.live or capture.spec.kind == "stream":
+            hint = ""
+        else:
+            hint = " (is the service running? stop it first: one process at a time)"
         return Row("camera", FAIL, f"{described}: {why}{hint}")
     height, width = frame.image.shape[:2]
     return Row(
