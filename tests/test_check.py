@@ -129,3 +129,10 @@ def test_a_missing_video_device_is_said_to_be_missing(tmp_path, good, capsys):
     code, rows = run(write(tmp_path / "c.toml", good), capsys)
     assert code == 1
     assert rows["camera"] == ("FAIL", "/dev/video99: no such device (is the camera plugged in?)")
+
+
+def test_a_corrupt_outbox_is_named_in_the_state_row(tmp_path, good, capsys):
+    (tmp_path / "state" / "outbox.sqlite3").write_bytes(b"not a database at all " * 200)
+    _, rows = run(write(tmp_path / "c.toml", good), capsys)
+    assert rows["state"][0] == "warn", rows
+    assert "outbox.sqlite3: database corrupt" in rows["state"][1]

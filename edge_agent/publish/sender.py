@@ -394,6 +394,7 @@ class Sender:
                 accelerator=self.accelerator,
                 outbox_depth=outbox.depth,
                 events_dropped=self._events_dropped(),
+                outbox_error=outbox.error,
             )
             if not self._send(client, self.topics.stats, dumps(payload), 0, True):
                 return
