@@ -15,6 +15,7 @@ import functools
 import inspect
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edge_agent.errors import ConfigError
+
+log = logging.getLogger("edge_agent.config")
 
 DEFAULT_PATH = Path("/etc/edge-agent/config.toml")
 
@@ -47,6 +50,7 @@ class CameraConfig:
     width: int = bounded(640, 16, 4096)
     height: int = bounded(480, 16, 4096)
     fps: float = bounded(30.0, 0.1, 240.0)
+    max_pixels: int = bounded(40_000_000, 10_000, 400_000_000)
 
 
 @dataclass(slots=True)
@@ -355,11 +359,24 @@ def read_password(mqtt: MqttConfig) -> str | None:
         raise ConfigError(f"{key} = {value!r}: needs mqtt.username, which is empty")
     _check_regular_file(key, value)
     try:
-        return Path(value).read_text(encoding="utf-8").rstrip("\r\n")
+        password = Path(value).read_text(encoding="utf-8").rstrip("\r\n")
+        mode = os.stat(value).st_mode
     except UnicodeDecodeError:  # its message would quote a byte of the password
         raise ConfigError(f"{key} = {value!r}: not UTF-8 text") from None
     except OSError as error:
         raise ConfigError(f"{key} = {value!r}: cannot read ({error.strerror or error})") from None
+    if not password:
+        raise ConfigError(f"{key} = {value!r}: the file is empty (no password in it)")
+    if mode & 0o044 and value not in _WARNED_READABLE:
+        _WARNED_READABLE.add(value)
+        who = "everyone" if mode & 0o004 else "its group"
+        log.warning(
+            "%s = %r is readable by %s (mode %o); chmod 600 it", key, value, who, mode & 0o777
+        )
+    return password
+
+
+_WARNED_READABLE: set[str] = set()  # once a process, not at every reconnect
 
 
 def tls_context(mqtt: MqttConfig) -> ssl.SSLContext | None:
@@ -478,7 +495,7 @@ _TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 def parse(text: str, source: str = "<config>") -> Config:
     try:
-        table = tomllib.loads(text)
+        table = tomllib.loads(text.removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError as error:
         message = str(error)
         position = _TOML_POSITION.search(message)
@@ -500,7 +517,7 @@ def parse(text: str, source: str = "<config>") -> Config:
 def load(path: Path) -> Config:
     """Read and check a config file: its values (`parse`), then the files it names."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM from Windows editors is fine
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except IsADirectoryError:
@@ -645,9 +662,13 @@ NOTES: dict[str, str] = {
     "camera.source": '"auto" (picamera2 if installed, else the first /dev/video*), '
     '"picamera2", "/dev/videoN", a video file, a folder of images, or an '
     "rtsp://, http:// or https:// URL.",
-    "camera.loop": "Replay a file or folder forever; without it `run` ends at its end.",
+    "camera.loop": "Replay a file or folder forever; without it `run` ends at its end. A looping "
+    "file that is deleted is a lost camera (reopened with back-off) until it is back.",
     "camera.realtime": "Pace a file at its own frame rate, dropping frames when inference is "
     "slower; false processes every frame as fast as possible.",
+    "camera.max_pixels": "The most pixels a decoded image or video frame may have (40 MP: a "
+    "24 MP photo fits, and one frame takes 120 MB); larger files are refused from their header "
+    "(exit 65), before decoding, so a small file of huge size cannot exhaust the memory.",
     "camera.width": "Requested size and rate of a camera (picamera2, V4L2).",
     "detector.model": '"multiscale" (the short-range model as a scale pyramid: faces from '
     'close-ups down to ~20 px wide in 640x480), "short_range" (one pass, faces within ~2 m), '

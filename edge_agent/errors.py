@@ -9,6 +9,7 @@ EX_DATAERR = 65
 EX_NOINPUT = 66
 EX_UNAVAILABLE = 69
 EX_SOFTWARE = 70
+EX_TEMPFAIL = 75
 EX_CONFIG = 78
 
 
@@ -46,3 +47,9 @@ class ConfigError(EdgeAgentError):
     """The configuration is invalid; the message names the key path and the bad value."""
 
     exit_code = EX_CONFIG
+
+
+class StateDirBusy(EdgeAgentError):
+    """Another daemon holds the state directory's lock; trying again later may succeed."""
+
+    exit_code = EX_TEMPFAIL

@@ -122,3 +122,17 @@ def test_check_needs_no_models_to_report_their_absence(tmp_path, capsys):
     os.makedirs(tmp_path / "empty")
     code, rows = run(write(tmp_path / "c.toml", config), capsys)
     assert code == 1 and rows["models"][0] == "FAIL" and "manifest" in rows["models"][1]
+
+
+def test_a_missing_video_device_is_said_to_be_missing(tmp_path, good, capsys):
+    good.camera.source = "/dev/video99"
+    code, rows = run(write(tmp_path / "c.toml", good), capsys)
+    assert code == 1
+    assert rows["camera"] == ("FAIL", "/dev/video99: no such device (is the camera plugged in?)")
+
+
+def test_a_corrupt_outbox_is_named_in_the_state_row(tmp_path, good, capsys):
+    (tmp_path / "state" / "outbox.sqlite3").write_bytes(b"not a database at all " * 200)
+    _, rows = run(write(tmp_path / "c.toml", good), capsys)
+    assert rows["state"][0] == "warn", rows
+    assert "outbox.sqlite3: database corrupt" in rows["state"][1]

@@ -166,3 +166,34 @@ def test_errors_are_config_errors_with_exit_78():
     with pytest.raises(ConfigError) as caught:
         config.parse("[detector]\nscore_threshold = 2\n")
     assert caught.value.exit_code == 78
+
+
+def test_show_gives_the_device_id_it_will_use(tmp_path, capsys):
+    import socket
+
+    path = tmp_path / "c.toml"
+    path.write_text("[detector]\nscore_threshold = 0.7\n")
+    assert cli.main(["config", "show", "--config", str(path)]) == 0
+    shown = capsys.readouterr().out
+    host = socket.gethostname()
+    assert f'device_id = "{host}"  # empty in the file: the host name\n' in shown
+
+
+def test_a_config_with_a_utf8_bom_loads(tmp_path, capsys):
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + b'device_id = "hall-1"\n[detector]\nscore_threshold = 0.7\n')
+    assert config.load(path).device_id == "hall-1"
+    assert cli.main(["config", "check", str(path)]) == 0
+
+
+def test_a_password_file_others_can_read_is_warned_about(tmp_path, caplog):
+    secret = tmp_path / "pw"
+    secret.write_text("hunter2\n")
+    secret.chmod(0o644)
+    mqtt = config.MqttConfig(username="agent", password_file=str(secret))
+    assert config.read_password(mqtt) == "hunter2"
+    assert "readable by everyone (mode 644); chmod 600 it" in caplog.text
+    assert "hunter2" not in caplog.text
+    secret.write_text("")
+    with pytest.raises(ConfigError, match=r"mqtt.password_file = .*: the file is empty"):
+        config.read_password(mqtt)

@@ -42,6 +42,12 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         {"mqtt.username": "agent", "mqtt.password_file": "{tmp}/state"},
         "mqtt.password_file",
     ),
+    (
+        "password-file-empty",
+        {"mqtt.username": "agent", "mqtt.password_file": "{tmp}/empty"},
+        "mqtt.password_file",
+    ),
+    ("state-dir-a-file", {"state.dir": "{tmp}/a-file"}, "state.dir"),
     ("password-file-no-user", {"mqtt.password_file": "{tmp}/a-file"}, "mqtt.password_file"),
     ("tls-ca-missing", {"mqtt.tls_ca": "{tmp}/ca.pem"}, "mqtt.tls_ca"),
     ("tls-cert-missing", {"mqtt.tls_cert": "{tmp}/client.pem"}, "mqtt.tls_cert"),
@@ -83,6 +89,8 @@ def unused_port() -> int:
 
 def write_config(tmp_path: Path, settings: dict[str, Any]) -> Path:
     (tmp_path / "a-file").write_text("not a folder, not a certificate\n")
+    (tmp_path / "a-file").chmod(0o600)  # a password file others can read is warned about
+    (tmp_path / "empty").write_text("\n")
     (tmp_path / "state").mkdir(exist_ok=True)
     config = Config()
     config.accelerator = "cpu"

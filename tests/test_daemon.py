@@ -360,3 +360,71 @@ def test_faces_end_on_time_when_a_live_camera_goes_silent(
         )
         daemon.process.send_signal(signal.SIGTERM)
         assert daemon.wait(5) == 0, daemon.output()
+
+
+def test_a_second_daemon_on_the_same_state_dir_exits_75(tmp_path, media, notify, daemons):
+    config = base_config(tmp_path)
+    config.camera.source = str(media(CLIP))
+    config.camera.loop = True
+    path = write(tmp_path / "config.toml", config)
+    first = Daemon(path, notify)
+    daemons.append(first)
+    assert notify.wait_for("READY=1", 60), first.output()
+    state = Path(config.state.dir)
+    assert (state / "lock").read_text().strip() == str(first.process.pid)
+
+    started = time.monotonic()
+    second = Daemon(path, None, watchdog_usec=None)
+    daemons.append(second)
+    assert second.wait(15) == 75, second.output()
+    assert time.monotonic() - started < 15
+    busy = f"edge-agent: error: state dir {state} in use by PID {first.process.pid}"
+    assert second.log[-1] == busy, second.output()
+    assert not any("loading" in line or "Traceback" in line for line in second.log)
+    assert first.process.poll() is None
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert (state / "lock").stat().st_mode & 0o777 == 0o600
+    first.process.send_signal(signal.SIGTERM)
+    assert first.wait(5) == 0, first.output()
+
+
+def test_a_looping_file_that_vanishes_is_a_lost_camera_until_it_is_back(tmp_path, notify, daemons):
+    """Deleted under a running daemon (camera.loop): camera lost, the daemon stays up, and
+    it delivers again once the file is back; no exit 65 and restart loop."""
+    import cv2
+    import numpy as np
+
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"MJPG"), 20.0, (160, 120))
+    for i in range(10):  # half a second a pass
+        writer.write(np.full((120, 160, 3), i * 20, np.uint8))
+    writer.release()
+    kept = clip.read_bytes()
+    config = base_config(tmp_path)
+    config.camera.source = str(clip)
+    config.camera.loop = True
+    path = write(tmp_path / "config.toml", config)
+    daemon = Daemon(path, notify)
+    daemons.append(daemon)
+    assert notify.wait_for("READY=1", 60), daemon.output()
+
+    clip.unlink()
+    gone_at = time.monotonic()
+    assert daemon.wait_log("camera file", 10) and daemon.wait_log("reopening in", 5), (
+        daemon.output()
+    )
+    assert notify.wait_for("STATUS=", 5, since=gone_at)
+    deadline = time.monotonic() + 5
+    while not any("camera lost" in line for line in notify.lines("STATUS=", since=gone_at)):
+        assert time.monotonic() < deadline, notify.lines("STATUS=", since=gone_at)
+        time.sleep(0.1)
+    time.sleep(1.0)
+    assert daemon.process.poll() is None, daemon.output()
+
+    clip.write_bytes(kept)
+    back_at = time.monotonic()
+    assert daemon.wait_log("is delivering again", 40), daemon.output()
+    assert notify.wait_for("WATCHDOG=1", 5, since=back_at)
+    daemon.process.send_signal(signal.SIGTERM)
+    assert daemon.wait(5) == 0, daemon.output()
+    assert "Traceback" not in daemon.output()

@@ -77,6 +77,8 @@ def test_broker_down_for_seconds_mid_stream_then_every_seq_arrives_in_order(
         down_at = publisher.last_seq
         time.sleep(3.0)  # the pipeline keeps producing; the outbox keeps it
         assert str(publisher.status).startswith("disconnected"), publisher.status
+        assert "the broker closed the connection" in caplog.text, caplog.text
+        assert "unspecified" not in caplog.text.lower()
         assert publisher.last_seq >= down_at + 8 and publisher.outbox_depth >= 8
         broker.start()
         assert wait_until(lambda: str(publisher.status) == "connected", 5)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from edge_agent.errors import ConfigError
@@ -118,3 +120,63 @@ def test_a_closed_outbox_raises_a_sqlite_error(tmp_path: Path):
     outbox.close()  # idempotent
     with pytest.raises(sqlite3.Error):
         outbox.append("t", _payloads(1), seq_key="dev")
+
+
+def test_the_outbox_is_private_whatever_the_umask(tmp_path: Path):
+    """Run by hand (umask 022, not the unit's 0077) it still holds per-person data 0600."""
+    old = os.umask(0o022)
+    try:
+        outbox = Outbox(tmp_path / "state" / "outbox.sqlite")
+        outbox.append("t", _payloads(2), seq_key="events")
+        assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
+        files = sorted((tmp_path / "state").iterdir())
+        assert {p.name for p in files} >= {"outbox.sqlite", "outbox.sqlite-wal"}
+        for file in files:
+            assert file.stat().st_mode & 0o777 == 0o600, file
+        outbox.close()
+    finally:
+        os.umask(old)
+
+
+def test_a_full_disk_is_said_in_plain_words_with_what_is_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """SQLITE_FULL for real: the database file may not grow past its current pages."""
+    from helpers.mqtt import scene
+
+    from edge_agent.publish.feed import ResultFeed
+    from edge_agent.publish.messages import Topics, load_schema, stats_payload
+
+    outbox = Outbox(tmp_path / "state" / "outbox.sqlite3")
+    db = outbox._conn()
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count = {pages}")
+    feed = ResultFeed(outbox, Topics.of("edge-agent", "dev"), "dev", lambda _: None, lambda: None)
+    stored_events = 0
+    for result in scene(200):
+        feed.consume(result, time.time())  # type: ignore[arg-type]
+        stored_events += len(result.events)  # type: ignore[attr-defined]
+    assert stored_events and feed.store_failures > 0
+    assert outbox.error == "disk full"
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1, errors  # once, not once a frame
+    assert "disk full" in errors[0] and "event(s) not stored" in errors[0]
+    assert "rollback" not in caplog.text and "no transaction" not in caplog.text
+    stats = stats_payload(
+        {},
+        device="dev",
+        ts="2025-05-01T12:00:00.000Z",
+        accelerator="cpu",
+        outbox_depth=outbox.depth,
+        events_dropped=feed.store_failures,
+        outbox_error=outbox.error,
+    )
+    jsonschema.validate(stats, load_schema("stats"))
+    assert stats["outbox_error"] == "disk full"
+
+    db.execute("PRAGMA max_page_count = 1073741823")  # room again
+    for result in scene(20, start=200):
+        feed.consume(result, time.time())  # type: ignore[arg-type]
+    assert outbox.error is None and outbox.depth > 0
+    assert "storing again" in caplog.text
+    outbox.close()

@@ -13,7 +13,9 @@ Sources, chosen by `[camera] source`:
 mailbox: the pipeline always takes the newest frame, and a frame it had no time for is
 dropped and counted, never queued. A file read with `realtime = false` is the exception:
 every frame is handed over and the capture thread waits for the pipeline. A live source
-that fails is closed and reopened with a growing pause; `Capture.state` tells which.
+that fails is closed and reopened with a growing pause; `Capture.state` tells which. So is a
+looping file (`camera.loop`) that is deleted or moved while running: "lost" until it is back
+(a corrupt file still ends the run).
 """
 
 from __future__ import annotations
@@ -225,7 +227,7 @@ def open_source(spec: SourceSpec, config: CameraConfig) -> FrameSource:
         return Picamera2Source(config.width, config.height, config.fps)
     if spec.kind in ("v4l2", "stream"):
         return OpenCvLiveSource(spec, config)
-    return open_path(Path(spec.target), loop=config.loop)
+    return open_path(Path(spec.target), loop=config.loop, max_pixels=config.max_pixels)
 
 
 class Mailbox:
@@ -329,6 +331,8 @@ class Capture:
         self._t0 = time.monotonic()
         self._count = 0
         self._backoff = BACKOFF_MIN_S
+        self._t_offset = 0.0  # added to a file's own clock after it was lost and reopened
+        self._last_t = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -400,6 +404,11 @@ class Capture:
             )
         self._state, self.error = "lost", message
 
+    def _vanished(self) -> bool:
+        """A looping file source whose file (or folder) is gone: a lost camera, not the end
+        (it may be replaced, say by a copy in progress); a corrupt file still fails."""
+        return self.spec.kind == "file" and self.config.loop and not Path(self.spec.target).exists()
+
     def _run(self) -> None:
         while not self._stop.is_set():
             if self._source is None:
@@ -409,25 +418,31 @@ class Capture:
                     self._lost(str(error))
                     self._pause()
                     continue
+                except EdgeAgentError as error:
+                    if not self._vanished():
+                        self._fail(error)
+                        return
+                    self._lost(str(error))
+                    self._pause()
+                    continue
                 self.reopens += 1
+                if not self.spec.live:  # the file's clock goes on from where it stopped
+                    self._t_offset = self._last_t + 1.0 / (self._source.fps or self.config.fps)
             try:
                 self._pump(self._source)
-            except (CameraLost, OSError, RuntimeError, cv2.error) as error:
-                if not self.spec.live:
+            except (CameraLost, OSError, RuntimeError, cv2.error, EdgeAgentError) as error:
+                if not self.spec.live and not self._vanished():
                     self._fail(error)
                     return
                 self._close_source()
                 self._lost(str(error))
                 self._pause()
                 continue
-            except EdgeAgentError as error:  # a corrupt image in a folder, say
-                self._fail(error)
-                return
             if self._stop.is_set():
                 return
-            if self.spec.live:  # a live iterator that simply ends is a lost camera
+            if self.spec.live or self._vanished():  # a live iterator that ends: lost
                 self._close_source()
-                self._lost("stream ended")
+                self._lost("stream ended" if self.spec.live else f"{self.spec.target}: gone")
                 self._pause()
                 continue
             self._state = "ended"
@@ -468,6 +483,9 @@ class Capture:
             frame.index = self._count
             if self.spec.live:  # one clock across reopens, so tracks never see time go back
                 frame.t = time.monotonic() - self._t0
+            else:
+                frame.t += self._t_offset
+                self._last_t = frame.t
             frame.wall = time.time()
             frame.read_at = time.monotonic()
             self._count += 1

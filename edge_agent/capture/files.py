@@ -12,7 +12,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
+from edge_agent.config import CameraConfig
 from edge_agent.errors import BadMediaError, EdgeAgentError, InputError
 from edge_agent.types import Frame
 
@@ -20,6 +22,32 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg"})
 FOLDER_FPS = 1.0  # a folder of stills is read as one photo a second
 DEFAULT_VIDEO_FPS = 30.0
+# The most pixels one decoded image or video frame may have (camera.max_pixels): 40 MP is a
+# 24 MP photo with room to spare and takes 120 MB as BGR; a 30000x30000 PNG of 1 MB on disk
+# would take 2.7 GB. Larger inputs are refused from their header, before decoding.
+DEFAULT_MAX_PIXELS = CameraConfig().max_pixels
+
+
+def _check_pixels(path: Path, width: int, height: int, max_pixels: int, what: str) -> None:
+    if width * height > max_pixels:
+        raise BadMediaError(
+            f"{path}: {what} of {width}x{height} ({width * height / 1e6:.1f} megapixels) is "
+            f"larger than camera.max_pixels ({max_pixels / 1e6:g} megapixels); not decoded"
+        )
+
+
+def image_size(path: Path) -> tuple[int, int] | None:
+    """Width and height from the image's header alone (Pillow reads no pixel data here);
+    None if Pillow does not know the format (OpenCV may still decode it)."""
+    previous = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = None  # our own budget decides, not Pillow's bomb warning
+        with Image.open(path) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
 
 
 def _check_file(path: Path) -> None:
@@ -35,13 +63,18 @@ def _check_file(path: Path) -> None:
         raise BadMediaError(f"{path}: file is empty (0 bytes)")
 
 
-def read_image(path: Path) -> np.ndarray:
-    """Any still OpenCV decodes, as 3-channel BGR (grey and alpha images are converted)."""
+def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Any still OpenCV decodes, as 3-channel BGR (grey and alpha images are converted);
+    one over `max_pixels` is refused from its header, before any pixel is decoded."""
     _check_file(path)
+    size = image_size(path)
+    if size is not None:
+        _check_pixels(path, size[0], size[1], max_pixels, "an image")
     data = np.fromfile(path, dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None:
         raise BadMediaError(f"{path}: not a readable image (corrupt or not an image file)")
+    _check_pixels(path, image.shape[1], image.shape[0], max_pixels, "an image")
     return image
 
 
@@ -50,9 +83,9 @@ class ImageSource:
 
     fps: float | None = None
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.path = path
-        self._image = read_image(path)
+        self._image = read_image(path, max_pixels)
 
     def frames(self) -> Iterator[Frame]:
         yield Frame(0, 0.0, self._image)
@@ -64,7 +97,10 @@ class ImageSource:
 class FolderSource:
     """The images of a folder in name order, one a second of source time."""
 
-    def __init__(self, path: Path, *, loop: bool = False) -> None:
+    def __init__(
+        self, path: Path, *, loop: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> None:
+        self.max_pixels = max_pixels
         entries = sorted(path.iterdir())
         self.files = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()]
         # what a reader of the folder should hear about: it holds media this source skips
@@ -85,7 +121,7 @@ class FolderSource:
         index = 0
         while True:
             for file in self.files:
-                yield Frame(index, index / FOLDER_FPS, read_image(file))
+                yield Frame(index, index / FOLDER_FPS, read_image(file, self.max_pixels))
                 index += 1
             if not self.loop:
                 return
@@ -95,7 +131,7 @@ class FolderSource:
         does not end a folder (`frames()` stops at it: a stream cannot skip)."""
         for index, file in enumerate(self.files):
             try:
-                yield file, Frame(index, index / FOLDER_FPS, read_image(file))
+                yield file, Frame(index, index / FOLDER_FPS, read_image(file, self.max_pixels))
             except EdgeAgentError as error:
                 yield file, error
 
@@ -104,19 +140,31 @@ class FolderSource:
 
 
 class VideoSource:
-    """A video file through OpenCV's FFmpeg backend; `loop` replays it with rising time."""
+    """A video file through OpenCV's FFmpeg backend; `loop` replays it with rising time.
+    A video whose frames are larger than `max_pixels` is refused (not downscaled): the
+    decoder would allocate the full frame before we could shrink it."""
 
-    def __init__(self, path: Path, *, loop: bool = False) -> None:
+    def __init__(
+        self, path: Path, *, loop: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> None:
         _check_file(path)
         self.path = path
         self.loop = loop
         self._capture = self._open()
+        width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if width * height > max_pixels:
+            self._capture.release()
+            _check_pixels(path, width, height, max_pixels, "a video frame")
         fps = self._capture.get(cv2.CAP_PROP_FPS)
         self.fps: float | None = fps if fps and 1.0 <= fps <= 1000.0 else DEFAULT_VIDEO_FPS
         ok, first = self._capture.read()
         if not ok or first is None:
             self._capture.release()
             raise BadMediaError(f"{self.path}: not a readable video (no frame could be decoded)")
+        if first.shape[0] * first.shape[1] > max_pixels:
+            self._capture.release()
+            _check_pixels(path, first.shape[1], first.shape[0], max_pixels, "a video frame")
         self._first: np.ndarray | None = first
 
     def _open(self) -> cv2.VideoCapture:
@@ -152,10 +200,12 @@ class VideoSource:
         self._capture.release()
 
 
-def open_path(path: Path, *, loop: bool = False) -> ImageSource | FolderSource | VideoSource:
+def open_path(
+    path: Path, *, loop: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> ImageSource | FolderSource | VideoSource:
     """The right source for a path: a folder, a still (by content), or a video."""
     if path.is_dir():
-        return FolderSource(path, loop=loop)
+        return FolderSource(path, loop=loop, max_pixels=max_pixels)
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        return ImageSource(path)
-    return VideoSource(path, loop=loop)
+        return ImageSource(path, max_pixels)
+    return VideoSource(path, loop=loop, max_pixels=max_pixels)

@@ -25,6 +25,7 @@ EXIT_CODES = """exit codes:
   69  a model file is missing or altered, the requested accelerator is absent, or no
       broker could be reached (watch, demo)
   70  internal error (a bug: please report it)
+  75  the state dir is in use by another daemon (run)
   78  invalid configuration (the message names the key)
   130 interrupted
 """

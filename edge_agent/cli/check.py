@@ -109,6 +109,8 @@ def check_camera(config: Config) -> Row:
 
     capture = Capture(config.camera)
     described = capture.spec.describe()
+    if capture.spec.kind == "v4l2" and not os.path.exists(capture.spec.target):
+        return Row("camera", FAIL, f"{described}: no such device (is the camera plugged in?)")
     started = time.monotonic()
     capture.start()
     try:
@@ -119,11 +121,10 @@ def check_camera(config: Config) -> Row:
         capture.stop(timeout=1.0)
     if frame is None:
         why = capture.error or f"no frame within {CAMERA_TIMEOUT_S:.0f} s"
-        hint = (
-            ""
-            if not capture.spec.live or capture.spec.kind == "stream"
-            else " (is the service running? stop it first: one process at a time)"
-        )
+        if not capture.spec.live or capture.spec.kind == "stream":
+            hint = ""
+        else:
+            hint = " (is the service running? stop it first: one process at a time)"
         return Row("camera", FAIL, f"{described}: {why}{hint}")
     height, width = frame.image.shape[:2]
     return Row(
@@ -170,7 +171,44 @@ def check_state(config: Config) -> Row:
         return Row(
             "state", WARN, f"{path} is not writable by this user (the service's user owns it)"
         )
+    disk = os.statvfs(path)
+    if disk.f_bavail * disk.f_frsize < MIN_FREE_BYTES:
+        free = disk.f_bavail * disk.f_frsize // 1024
+        return Row("state", FAIL, f"{path}: disk full ({free} KB free): new events are not stored")
+    from edge_agent.publish.mqtt import OUTBOX_FILE
+
+    problem = _outbox_problem(path / OUTBOX_FILE)
+    if problem:
+        return Row("state", WARN, f"{path / OUTBOX_FILE}: {problem}")
     return Row("state", OK, f"{path} is writable")
+
+
+MIN_FREE_BYTES = 1_000_000
+
+
+def _outbox_problem(file: Path) -> str | None:
+    """Why the outbox file is unusable, in plain words; None if it is fine or absent."""
+    import sqlite3
+
+    from edge_agent.publish.outbox import storage_problem
+
+    if not file.exists():
+        return None
+    try:
+        db = sqlite3.connect(f"{file.as_uri()}?mode=ro", uri=True, timeout=2.0)
+        try:
+            (result,) = db.execute("PRAGMA quick_check").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as error:
+        problem = storage_problem(error)
+        if problem == "database corrupt":
+            return (
+                "database corrupt (the daemon moves it aside and starts a new one; "
+                "its unsent events are lost)"
+            )
+        return problem
+    return None if result == "ok" else f"database corrupt ({result})"
 
 
 def run_checks(config_arg: str | None) -> list[Row]:

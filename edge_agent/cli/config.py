@@ -29,7 +29,15 @@ def main(args: argparse.Namespace) -> int:
         else:
             source = config_model.resolve_path(args.config)
             print(f"# effective config ({source or 'built-in defaults'})")
-            sys.stdout.write(config_model.render_toml(config))
+            text = config_model.render_toml(config)
+            if not config.device_id:  # say what it will be, not the empty string
+                effective = json.dumps(config.effective_device_id, ensure_ascii=False)
+                text = text.replace(
+                    'device_id = ""\n',
+                    f"device_id = {effective}  # empty in the file: the host name\n",
+                    1,
+                )
+            sys.stdout.write(text)
         return 0
     if args.config_command == "template":
         sys.stdout.write(config_model.render_toml(config_model.Config(), notes=True))

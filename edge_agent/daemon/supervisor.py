@@ -36,6 +36,7 @@ from edge_agent.daemon.inference import InferenceLoop
 from edge_agent.daemon.notify import Notifier
 from edge_agent.daemon.parts import open_capture, open_panel, open_pipeline, open_publisher
 from edge_agent.daemon.sinks import DisplaySink, Health, PublisherSink, ResultSink
+from edge_agent.daemon.statedir import StateDirLock
 from edge_agent.daemon.stats import Stats, percentiles
 from edge_agent.daemon.timers import Periodic
 from edge_agent.errors import EX_SOFTWARE, ConfigError, EdgeAgentError
@@ -101,6 +102,7 @@ class Daemon:
         self._ip: str | None = None
         self._faults: list[str] = []
         self._signals: deque[int] = deque()
+        self._state_lock = StateDirLock(Path(config.state.dir))
 
     # -- signals ------------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: Any) -> None:
@@ -288,6 +290,7 @@ class Daemon:
     def run(self) -> int:
         for handled in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(handled, self._on_signal)
+        self._state_lock.acquire()  # before the models load: a second daemon exits at once
         try:
             self.start()
         except BaseException:
@@ -405,6 +408,7 @@ class Daemon:
             self._stop_publisher(deadline)
         log.info("stopped after %d frame(s)", self.stats.processed)
         self.notifier.close()
+        self._state_lock.release()
         if hung:  # a thread stuck inside a model call would hang interpreter exit
             logging.shutdown()
             os._exit(EX_SOFTWARE)
@@ -421,6 +425,7 @@ class Daemon:
         if self._publisher is not None:
             self._stop_publisher(time.monotonic() + 2.0)
         self.notifier.close()
+        self._state_lock.release()
 
     def _stop_publisher(self, deadline: float) -> None:
         publisher = self._publisher

@@ -40,6 +40,7 @@ class ResultFeed:
         self.topics = topics
         self.device_id = device_id
         self.store_failures = 0  # events that could not be stored: never delivered
+        self._store_problem: str | None = None  # the last logged, until a store succeeds
         self._offer_state = offer_state
         self._wake = wake
         self._faces: dict[int, dict[str, Any]] = {}  # confirmed, not yet lost
@@ -61,7 +62,23 @@ class ResultFeed:
                 self.outbox.append(self.topics.events, payloads, seq_key=self.device_id)
             except sqlite3.Error as error:
                 self.store_failures += len(payloads)
-                log.error("cannot store %d event(s) in the outbox: %s", len(payloads), error)
+                problem = self.outbox.error or str(error)
+                if problem != self._store_problem:  # once a problem, not once a frame
+                    log.error(
+                        "outbox %s: %s: %d event(s) not stored (counted in events_dropped)",
+                        self.outbox.path,
+                        problem,
+                        len(payloads),
+                    )
+                self._store_problem = problem
+            else:
+                if self._store_problem is not None:
+                    log.warning(
+                        "outbox %s: storing again; %d event(s) were not stored",
+                        self.outbox.path,
+                        self.store_failures,
+                    )
+                self._store_problem = None
             for event in result.events:
                 if event.type == "face_lost":
                     self._faces.pop(event.face.track, None)

@@ -119,10 +119,13 @@ def stats_payload(
     accelerator: str,
     outbox_depth: int,
     events_dropped: int,
+    outbox_error: str | None = None,
 ) -> dict[str, Any]:
     payload: dict[str, Any] = {"device": device, "ts": ts, "accelerator": accelerator}
     payload.update(stats)
     payload.update(outbox_depth=outbox_depth, events_dropped=events_dropped)
+    if outbox_error:
+        payload["outbox_error"] = outbox_error
     return payload
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -45,6 +46,28 @@ _SET_META = (
 )
 
 
+# sqlite's primary result codes, in the words a user acts on; its own messages ("database
+# or disk is full", and after it "cannot rollback - no transaction is active") do not say.
+_PROBLEMS = {
+    13: "disk full",  # SQLITE_FULL
+    8: "read-only file system",  # SQLITE_READONLY
+    3: "permission denied",  # SQLITE_PERM
+    23: "permission denied",  # SQLITE_AUTH
+    11: "database corrupt",  # SQLITE_CORRUPT
+    26: "database corrupt",  # SQLITE_NOTADB
+    14: "cannot open the file",  # SQLITE_CANTOPEN
+    10: "input/output error",  # SQLITE_IOERR
+}
+
+
+def storage_problem(error: sqlite3.Error) -> str:
+    """What went wrong with the outbox file, in plain words."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None and (code & 0xFF) in _PROBLEMS:
+        return _PROBLEMS[code & 0xFF]
+    return str(error) or type(error).__name__
+
+
 class Outbox:
     """Bounded, ordered, crash-safe queue of (topic, payload) rows with a per-key sequence."""
 
@@ -61,8 +84,9 @@ class Outbox:
         self.max_bytes = max_bytes
         self._sync = "FULL" if sync == "full" else "NORMAL"
         self._lock = threading.Lock()
+        self.error: str | None = None  # why the last append failed; None once one succeeds
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as error:
             raise ConfigError(
                 f"state.dir = {str(path.parent)!r}: cannot create ({error.strerror or error})"
@@ -98,6 +122,15 @@ class Outbox:
         self._dropped = self._meta("dropped")
 
     def _open(self, sync: str) -> sqlite3.Connection:
+        # Private whoever runs us (per-person emotion, age and gender): sqlite gives the
+        # -wal and -shm files the database file's own mode.
+        try:
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            info = self.path.stat()
+            if info.st_mode & 0o077 and info.st_uid == os.geteuid():
+                self.path.chmod(0o600)
+        except OSError as error:
+            raise sqlite3.OperationalError(f"{error.strerror or error}") from None
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
         try:
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -160,14 +193,27 @@ class Outbox:
                 if dropped:
                     db.execute(_SET_META, ("dropped", self._dropped + dropped))
                 db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
+            except BaseException as error:
+                self._rollback(db)
+                if isinstance(error, sqlite3.Error):
+                    self.error = storage_problem(error)
                 raise
+            self.error = None
             self._count, self._bytes = count, size
             if dropped:
                 self._dropped += dropped
                 log.warning("outbox full: dropped the %d oldest unsent event(s)", dropped)
             return list(range(seq - len(rows) + 1, seq + 1))
+
+    @staticmethod
+    def _rollback(db: sqlite3.Connection) -> None:
+        """Undo a failed transaction; sqlite has already rolled back after some errors
+        (SQLITE_FULL), and a second failure must not hide the first."""
+        if db.in_transaction:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error as error:
+                log.debug("outbox rollback: %s", error)
 
     def _trim(self, count: int, size: int) -> tuple[int, int, int]:
         """Delete the oldest rows until within both bounds (inside the caller's transaction)."""
@@ -228,7 +274,7 @@ class Outbox:
                         freed += row_size
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                self._rollback(db)
                 raise
             finally:
                 db.execute(f"PRAGMA synchronous={self._sync}")

@@ -49,6 +49,19 @@ ACK_BATCH, ACK_DELAY_S = 64, 0.05  # acknowledged rows are deleted together, soo
 _Message = tuple[str, bytes, int, bool]  # topic, payload, qos, retain
 
 
+# paho reports a socket the broker closed (a broker shutting down, restarting, or dropping
+# us) as 128 "Unspecified error", which reads like a fault of ours.
+_DISCONNECT_WORDS = {
+    128: "the broker closed the connection",
+    139: "the broker closed the connection (server shutting down)",
+}
+
+
+def disconnect_reason(reason: ReasonCode) -> str:
+    """Plain words for why the connection ended."""
+    return _DISCONNECT_WORDS.get(reason.value, str(reason).lower())
+
+
 def _disconnected(reason: str) -> BrokerStatus:
     return BrokerStatus(BrokerState.DISCONNECTED, reason)
 
@@ -294,7 +307,7 @@ class Sender:
     ) -> None:
         self._connected = False
         if reason is not None and reason.is_failure:
-            self._disconnect_reason = str(reason).lower()
+            self._disconnect_reason = disconnect_reason(reason)
 
     def _on_publish(
         self, _client: paho.Client, _userdata: Any, mid: int, reason: ReasonCode, _properties: Any
@@ -381,6 +394,7 @@ class Sender:
                 accelerator=self.accelerator,
                 outbox_depth=outbox.depth,
                 events_dropped=self._events_dropped(),
+                outbox_error=outbox.error,
             )
             if not self._send(client, self.topics.stats, dumps(payload), 0, True):
                 return
