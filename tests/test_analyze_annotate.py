@@ -11,16 +11,11 @@ from pathlib import Path
 
 import cv2
 import pytest
+from helpers import cli
 
 
 def analyze(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edge_agent.cli", "analyze", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return cli("analyze", *args)
 
 
 def one_error_line(done: subprocess.CompletedProcess[str]) -> str:

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
+from helpers import cli
 from PIL import Image
 
 from edge_agent.demo.samples import LABELLED_STILLS
 
 
 def run_eval(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edge_agent.cli", "eval", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return cli("eval", *args)
 
 
 def labelled_folder(tmp_path: Path, media) -> Path:  # type: ignore[no-untyped-def]

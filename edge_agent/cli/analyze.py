@@ -165,7 +165,7 @@ def _frames(source: ImageSource | FolderSource | VideoSource) -> Iterator[tuple[
 
 def main(args: argparse.Namespace) -> int:
     config = load_or_default(args.config)
-    source = open_path(Path(args.path))
+    source = open_path(Path(args.path), max_pixels=config.camera.max_pixels)
     annotator = None
     if args.annotate:
         inputs = source.files if isinstance(source, FolderSource) else [Path(args.path)]

@@ -8,6 +8,8 @@ works in every test module, in conftest.py and in the processes the helpers star
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -38,3 +40,14 @@ def wait_until(predicate: Callable[[], object], timeout: float, interval: float 
         if time.monotonic() >= deadline:
             return bool(predicate())
         time.sleep(interval)
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`edge-agent ARGS...` as a user runs it: a process of its own, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
