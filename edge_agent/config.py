@@ -70,6 +70,8 @@ class ClassifierConfig:
     level_faces: bool = True
     rate_hz: float = bounded(0.0, 0.0, 1000.0)  # per track; 0 classifies every frame
     emotion_min_face: float = bounded(32.0, 0.0, 4096.0)
+    # Average each face's emotion with its mirror image: steadier, for one more model run.
+    emotion_flip: bool = True
 
 
 @dataclass(slots=True)
