@@ -99,9 +99,10 @@ def test_each_model_compiles_on_its_own_and_a_bad_one_blocks_none(models, compil
     # Every model's report is kept, the failed one's too.
     log = (models / "blazeface_full_range_int8_edgetpu.log").read_text()
     assert "Internal compiler error. Aborting!" in log
-    assert "Number of operations that will run on CPU: 5" in (
-        models / "gender_v1_int8_edgetpu.log"
-    ).read_text()
+    assert (
+        "Number of operations that will run on CPU: 5"
+        in (models / "gender_v1_int8_edgetpu.log").read_text()
+    )
     assert "blazeface_full_range_int8.tflite: FAILED to compile" in result.stdout
     assert "gender_v1_int8.tflite: REFUSED, 7/12 ops (58 %) on the Edge TPU" in result.stdout
     assert "only 7 of 12 operations (58 %) map to the Edge TPU" in result.stderr
