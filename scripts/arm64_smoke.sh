@@ -34,6 +34,7 @@ say() { echo "==> $*"; }
 fail() { echo "arm64_smoke.sh: $*" >&2; exit 2; }
 trap 'echo "arm64_smoke.sh: failed at line $LINENO" >&2; exit 2' ERR
 
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
     local index
     for ((index = ${#mounted[@]} - 1; index >= 0; index--)); do
