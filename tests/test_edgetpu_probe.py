@@ -301,6 +301,11 @@ def test_agreement_allows_rounding_drift_and_refuses_garbage():
     one_wild[0, 0, 0] = 127 if cpu[0, 0, 0] < 0 else -128
     assert "worst" in probe.disagreement(outputs(one_wild), outputs(cpu))
     assert "shape" in probe.disagreement(outputs(cpu[:, :10]), outputs(cpu))
+    boxes = np.linspace(0, 1, 40, dtype=np.float32).reshape(1, 10, 4)
+    reordered = [(boxes[:, ::-1].copy(), {"quantization": (0.0, 0)})]
+    assert probe.disagreement(reordered, [(boxes, {"quantization": (0.0, 0)})]) is None
+    broken = [(np.full_like(boxes, np.nan), {"quantization": (0.0, 0)})]
+    assert "not finite" in probe.disagreement(broken, [(boxes, {"quantization": (0.0, 0)})])
 
 
 @pytest.mark.parametrize("device", ["", "usb", "pci", "usb:0", "pci:12", ":1"])

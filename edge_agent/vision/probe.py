@@ -220,8 +220,12 @@ def disagreement(tpu: list[Any], cpu: list[Any]) -> str | None:
         if not np.all(np.isfinite(got)):
             return "outputs that are not finite numbers"
         scale = cpu_detail["quantization"][0]
-        step = scale if scale else max(float(np.ptp(want)), 1e-6) / 255
-        steps = np.abs(got - want) / step
+        if not scale:
+            # A float output comes from an op the Edge TPU cannot run (an SSD's detection
+            # post-process): computed on the CPU both times, and ranked, so one box nudged
+            # reorders the rest. Finite is all it must be.
+            continue
+        steps = np.abs(got - want) / scale
         typical, worst = float(np.percentile(steps, TYPICAL_SHARE)), float(steps.max())
         if typical > TYPICAL_STEPS or worst > WORST_STEPS:
             return (
