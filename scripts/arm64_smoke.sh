@@ -110,9 +110,44 @@ bind "$cpuinfo" "$rootfs/proc/cpuinfo" --bind
 bind /dev "$rootfs/dev" --bind
 cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
 
+# pip in the guest reaches PyPI the way it does here: this machine's pip settings, the files
+# they and the usual TLS variables name (a proxy's CA, a constraints file), and its extra CAs.
+carry=()
+copy_in() {  # copy_in FILE: to the same path in the rootfs
+    mkdir -p "$rootfs$(dirname "$1")"
+    cp "$1" "$rootfs$1"
+}
+[ -f /etc/pip.conf ] && copy_in /etc/pip.conf
+for conf in .config/pip/pip.conf .pip/pip.conf; do  # the guest's HOME is /root
+    if [ -f "$HOME/$conf" ]; then
+        mkdir -p "$(dirname "$rootfs/root/$conf")"
+        cp "$HOME/$conf" "$rootfs/root/$conf"
+    fi
+done
+while IFS= read -r setting; do
+    value="${setting#*=}"
+    value="${value//\'/}"
+    if [ -f "$value" ]; then
+        copy_in "$value"
+    fi
+done < <("$host_python" -m pip config list 2>/dev/null || true)
+for variable in PIP_CERT PIP_CONSTRAINT PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_DEFAULT_TIMEOUT \
+    SSL_CERT_FILE REQUESTS_CA_BUNDLE; do
+    value="${!variable:-}"
+    [ -n "$value" ] || continue
+    carry+=("$variable=$value")
+    if [ -f "$value" ]; then
+        copy_in "$value"
+    fi
+done
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    mkdir -p "$rootfs/usr/local/share/ca-certificates"
+    cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
+fi
+
 guest() {  # guest COMMAND...: run in the arm64 rootfs
     chroot "$rootfs" /usr/bin/env -i QEMU_CPU=cortex-a72 HOME=/root LANG=C.UTF-8 \
-        PATH=/usr/local/bin:/usr/bin:/bin "$@"
+        PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "${carry[@]}" "$@"
 }
 [ "$(guest uname -m)" = aarch64 ] || fail "the rootfs does not run as aarch64"
 guest grep -q "Cortex\|0xd08" /proc/cpuinfo || fail "the Pi 4 cpuinfo is not in place"
@@ -127,6 +162,8 @@ for name in "${samples[@]}"; do
     path="$("$host_python" -c "from edge_agent.demo.samples import sample; print(sample('$name'))")"
     cp "$path" "$rootfs/opt/samples/$name"
 done
+
+guest update-ca-certificates >/dev/null
 
 say "pip install . (not editable) in a venv (about 4 minutes under emulation)"
 started=$SECONDS
