@@ -7,7 +7,7 @@
 # Needs root (debootstrap, chroot, mounts), `make setup` done here (the x86 side and the
 # sample media come from .venv), and the network to Debian and PyPI. Installs debootstrap
 # and qemu-user-static from apt when missing. A rootfs from an earlier run is reused, so only
-# the first run pays for debootstrap (about 13 minutes emulated; `pip install .` about 4).
+# the first run pays for debootstrap (4 to 13 minutes, by machine; `pip install .` about 4).
 # Not part of `make test`.
 #
 # qemu-user 7.2 shows the host's /proc/cpuinfo to the guest, and LiteRT's CPU detection then
@@ -67,7 +67,7 @@ fi
 
 # --- the rootfs ----------------------------------------------------------------------------
 if [ ! -f "$rootfs/.edge-agent-smoke" ]; then
-    say "debootstrap arm64 bookworm into $rootfs (about 13 minutes under emulation)"
+    say "debootstrap arm64 bookworm into $rootfs (4 to 13 minutes under emulation)"
     rm -rf "$rootfs"
     started=$SECONDS
     debootstrap --arch=arm64 --variant=minbase \
