@@ -89,6 +89,8 @@ class ModelsConfig:
     dir: str = ""  # empty: the models/ folder shipped beside the package
     variant: Literal["float", "int8"] = "float"
     num_threads: int = bounded(2, 1, 64)
+    edgetpu_device: str = ""
+    edgetpu_probe_timeout_s: float = bounded(30.0, 1.0, 600.0)
 
 
 @dataclass(slots=True)
@@ -202,6 +204,18 @@ def is_v4l2_device(source: str) -> bool:
     return source.startswith("/dev/") and V4L2_NAME.fullmatch(source[5:]) is not None
 
 
+# libedgetpu's `device` option: any USB or PCIe Edge TPU, the N-th of a kind, or the N-th.
+_EDGETPU_DEVICE = re.compile(r"(usb|pci)(:\d{1,3})?|:\d{1,3}")
+
+
+def _check_edgetpu_device(path: str, value: str) -> None:
+    if value and not _EDGETPU_DEVICE.fullmatch(value):
+        raise ConfigError(
+            f'{path} = {_shown(value)}: must be "usb", "usb:N", "pci", "pci:N", ":N" '
+            '(the N-th Edge TPU, from 0) or "" (the first found)'
+        )
+
+
 def _check_device_id(path: str, value: str) -> None:
     if not _DEVICE_ID.fullmatch(value):
         raise ConfigError(
@@ -292,6 +306,7 @@ VALIDATORS: dict[str, typing.Callable[[str, Any], None]] = {
     "detector.model": _check_detector,
     "mqtt.client_id": _check_client_id,
     "state.dir": _check_absolute,
+    "models.edgetpu_device": _check_edgetpu_device,
     "display.night_off": _check_night,
 }
 
@@ -692,6 +707,12 @@ NOTES: dict[str, str] = {
     'shown; below it the face is "uncertain" (reloadable).',
     "models.dir": "Empty: the models/ folder installed with edge-agent.",
     "models.num_threads": "CPU threads per model.",
+    "models.edgetpu_device": 'Which Coral Edge TPU: "usb" or "pci" (the first of that kind), '
+    '"usb:N", "pci:N", ":N" (the N-th, counting from 0); empty: the first found.',
+    "models.edgetpu_probe_timeout_s": "Before the Edge TPU is used, a test process loads its "
+    "runtime and runs each _edgetpu model once, compared with the CPU; past this many seconds "
+    'it counts as hung. A crash, a hang or wrong results mean the CPU under accelerator = "auto" '
+    'and exit 69 under "edgetpu".',
     "mqtt.client_id": "Empty: edge-agent-<device id>. At most 256 bytes of UTF-8, no control "
     "characters (brokers must accept 23 letters and digits; most accept far more).",
     "mqtt.topic_prefix": "Topics are <prefix>/<device id>/...; may contain /, never + or #.",

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-HEAVY = ("cv2", "ai_edge_litert", "tflite_runtime", "edge_agent.vision")
+HEAVY = ("cv2", "ai_edge_litert", "edge_agent.vision")
 
 
 @pytest.mark.parametrize(

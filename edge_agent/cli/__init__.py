@@ -22,8 +22,8 @@ EXIT_CODES = """exit codes:
   64  bad command line
   65  input is not usable media (empty, corrupt, not an image or video)
   66  input path missing or unreadable
-  69  a model file is missing or altered, the requested accelerator is absent, or no
-      broker could be reached (watch, demo)
+  69  a model file is missing or altered, the requested accelerator is absent or fails
+      its probe (crash, hang, wrong results), or no broker could be reached (watch, demo)
   70  internal error (a bug: please report it)
   75  the state dir is in use by another daemon (run)
   78  invalid configuration (the message names the key)

@@ -62,14 +62,37 @@ def check_models(config: Config) -> Row:
 
 
 def check_accelerator(config: Config) -> Row:
-    from edge_agent.vision.runtime import AcceleratorChoice
+    """The accelerator the pipeline will get, its Edge TPU probed on the config's models.
 
-    choice = AcceleratorChoice.resolve(config.accelerator)  # raises ModelError for "edgetpu"
+    A Coral that failed the probe under "auto" is a warning: the device works, on the CPU.
+    """
+    from edge_agent.errors import ModelError
+    from edge_agent.vision.pipeline import choose_accelerator, model_files
+
+    try:
+        files = model_files(config)
+    except ModelError:  # the models row says why; the runtime is still worth testing
+        files = []
+    choice = choose_accelerator(config, files)  # raises ModelError for "edgetpu"
     if choice.in_use == "edgetpu":
-        return Row("accelerator", OK, "Coral Edge TPU")
-    if config.accelerator == "auto":
+        if not choice.probed:
+            return Row(
+                "accelerator",
+                WARN,
+                "Coral Edge TPU found, but no model has an _edgetpu build "
+                "(scripts/compile_edgetpu.sh): all run on the CPU",
+            )
+        return Row(
+            "accelerator",
+            OK,
+            f"Coral Edge TPU: {choice.probed} _edgetpu model(s) ran in a test process "
+            "and agree with the CPU",
+        )
+    if config.accelerator == "cpu":
+        return Row("accelerator", OK, 'CPU (accelerator = "cpu")')
+    if not choice.reason:
         return Row("accelerator", OK, "CPU (no Coral Edge TPU found)")
-    return Row("accelerator", OK, 'CPU (accelerator = "cpu")')
+    return Row("accelerator", WARN, f"CPU, because {choice.reason}")
 
 
 def _version(package: str) -> str:
@@ -93,8 +116,6 @@ def check_runtime(config: Config, pipelines: list[Any]) -> Row:
     pipeline.process(Frame(0, 0.0, image))
     ran = (time.perf_counter() - started) * 1e3
     runtime = "ai-edge-litert " + _version("ai-edge-litert")
-    if runtime.endswith("?"):
-        runtime = "tflite-runtime " + _version("tflite-runtime")
     return Row(
         "runtime",
         OK,

@@ -53,6 +53,29 @@ def models_needed(config: Config) -> list[str]:
     return detector + list(classifier_models(config).values())
 
 
+def model_files(config: Config) -> list[ModelFile]:
+    """Every model file a config loads, checked against the manifest, detector first; an
+    SSD detector's file is not in the manifest and is only checked to exist."""
+    folder = models_dir(config.models.dir)
+    files = [resolve(name, config.models.variant, folder) for name in models_needed(config)]
+    if config.detector.model not in BLAZEFACE:
+        path = Path(config.detector.model)
+        if not path.is_file():
+            raise ModelError(f"detector.model = {config.detector.model!r}: no such file")
+        files.insert(0, ModelFile(path.stem, "int8", path, {}))
+    return files
+
+
+def choose_accelerator(config: Config, files: list[ModelFile]) -> AcceleratorChoice:
+    """The config's accelerator, its Edge TPU probed on the `_edgetpu` builds of `files`."""
+    return AcceleratorChoice.resolve(
+        config.accelerator,
+        device=config.models.edgetpu_device,
+        models=files,
+        timeout_s=config.models.edgetpu_probe_timeout_s,
+    )
+
+
 def tracker_settings(config: Config) -> TrackerSettings:
     tracker, rate = config.tracker, config.classifier.rate_hz
     return TrackerSettings(
@@ -71,17 +94,15 @@ class Pipeline:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        folder = models_dir(config.models.dir)
-        self.accelerator = AcceleratorChoice.resolve(config.accelerator)
-        variant = config.models.variant
+        files = model_files(config)
+        self.accelerator = choose_accelerator(config, files)
+        by_name = {model.name: model for model in files}
         threads = config.models.num_threads
 
         def load(name: str) -> TfliteModel:
-            return TfliteModel(
-                resolve(name, variant, folder), self.accelerator, num_threads=threads
-            )
+            return TfliteModel(by_name[name], self.accelerator, num_threads=threads)
 
-        self.detector: Detector = self._detector(config, load)
+        self.detector: Detector = self._detector(config, load, files[0])
         classifier = config.classifier
         names = classifier_models(config)
         models = {task: load(names[task]) if task in names else None for task in CLASSIFIER_TASKS}
@@ -93,7 +114,7 @@ class Pipeline:
         )
         self.tracker = Tracker(tracker_settings(config))
 
-    def _detector(self, config: Config, load: Any) -> Detector:
+    def _detector(self, config: Config, load: Any, file: ModelFile) -> Detector:
         detector = config.detector
         if detector.model in BLAZEFACE:
             name, spec = BLAZEFACE[detector.model]
@@ -106,14 +127,7 @@ class Pipeline:
             if detector.model != "multiscale":
                 return single
             return MultiScaleDetector(single, scans_per_frame=detector.scans_per_frame)
-        path = Path(detector.model)
-        if not path.is_file():
-            raise ModelError(f"detector.model = {detector.model!r}: no such file")
-        model = TfliteModel(
-            ModelFile(path.stem, "int8", path, {}),
-            self.accelerator,
-            num_threads=config.models.num_threads,
-        )
+        model = TfliteModel(file, self.accelerator, num_threads=config.models.num_threads)
         return SsdDetector(
             model, score_threshold=detector.score_threshold, min_face_size=detector.min_face_size
         )

@@ -3,33 +3,46 @@
 Quantised models are hidden behind float in, float out: callers hand over normalised
 floats and get dequantised floats back, so a stage never needs to know which variant or
 accelerator it got.
+
+The Edge TPU is trusted only after a test process has loaded its runtime and run the
+`_edgetpu` models (`probe.py`): a runtime that crashes, hangs or computes garbage costs the
+Coral, never the daemon.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import os
+import shutil
+import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter, load_delegate
 
 from edge_agent.errors import ModelError
+from edge_agent.vision import probe
 from edge_agent.vision.manifest import EDGETPU_SUFFIX, ModelFile
-
-try:  # ai-edge-litert works with numpy 2; tflite-runtime 2.14 is the older fallback.
-    from ai_edge_litert.interpreter import Interpreter, load_delegate
-except ImportError:  # pragma: no cover - depends on what the Pi has installed
-    from tflite_runtime.interpreter import Interpreter, load_delegate
 
 log = logging.getLogger(__name__)
 
 Accelerator = Literal["auto", "cpu", "edgetpu"]
 EDGETPU_LIBRARY = "libedgetpu.so.1"
+# A runtime somewhere the loader does not look (built by hand; the tests' fake delegates).
+LIBRARY_ENV = "EDGE_AGENT_EDGETPU_LIBRARY"
+PROBE_TIMEOUT_S = 30.0
+
+
+def edgetpu_library() -> str:
+    """The delegate library to load: $EDGE_AGENT_EDGETPU_LIBRARY, else libedgetpu.so.1."""
+    return os.environ.get(LIBRARY_ENV) or EDGETPU_LIBRARY
 
 
 @contextmanager
@@ -57,46 +70,132 @@ class CoralLibraryMissing(ModelError):
     """The Edge TPU runtime is not installed at all: the usual machine, not a fault."""
 
 
-def open_edgetpu(device: str | None = None) -> Any:
-    """Load the Edge TPU delegate or raise ModelError saying why it is not there."""
+@cache
+def _loader_cache() -> frozenset[str] | None:
+    """The library names the dynamic loader's cache knows (`ldconfig -p`); None if unknown."""
+    ldconfig = shutil.which("ldconfig") or next(
+        (p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if os.access(p, os.X_OK)), None
+    )
+    if ldconfig is None:
+        return None
+    try:
+        listing = subprocess.run(
+            [ldconfig, "-p"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return frozenset(line.split()[0] for line in listing.splitlines()[1:] if line.strip())
+
+
+def library_installed(library: str) -> bool:
+    """Whether the loader would find `library`, asked without loading it: the usual machine
+    has no Coral runtime, and a test process to find that out would cost a second."""
+    if "/" in library:
+        return Path(library).is_file()
+    folders = [f for f in os.environ.get("LD_LIBRARY_PATH", "").split(":") if f]
+    if any((Path(folder) / library).exists() for folder in folders):
+        return True
+    known = _loader_cache()
+    return known is None or library in known
+
+
+def _not_installed(library: str) -> CoralLibraryMissing:
+    return CoralLibraryMissing(f"no Coral Edge TPU found ({library} not installed)")
+
+
+def open_edgetpu(device: str | None = None, library: str | None = None) -> Any:
+    """Load the Edge TPU delegate or raise ModelError saying why it is not there.
+
+    This runs the runtime's own code in this process: outside the probe's child, only after
+    the probe said it is safe.
+    """
+    library = library or edgetpu_library()
     options = {"device": device} if device else None
     error: Exception | None = None
     with _quiet_failed_delegate():
         try:
-            return load_delegate(EDGETPU_LIBRARY, options)
+            return load_delegate(library, options)
+        except AttributeError as failure:  # ctypes: the library lacks the delegate's symbols
+            failure.__traceback__ = None
+            raise ModelError(
+                f"no Coral Edge TPU available ({library} is not a TFLite delegate: it lacks "
+                "tflite_plugin_create_delegate)"
+            ) from None
         except (OSError, ValueError, RuntimeError) as failure:
             error = failure
             failure.__traceback__ = None
-    detail = str(error).removeprefix(f"{EDGETPU_LIBRARY}: ")  # the loader names it already
+    detail = str(error).removeprefix(f"{library}: ")  # the loader names it already
+    detail = detail.removeprefix(f"Failed to load delegate from {library}\n").strip()
     if "cannot open shared object file" in detail:
-        raise CoralLibraryMissing(f"no Coral Edge TPU found ({EDGETPU_LIBRARY} not installed)")
-    raise ModelError(f"no Coral Edge TPU available ({EDGETPU_LIBRARY}: {detail})")
+        raise _not_installed(library)
+    raise ModelError(f"no Coral Edge TPU available ({library}: {detail or 'no reason given'})")
+
+
+def probe_pairs(models: Iterable[ModelFile | None]) -> list[tuple[Path, Path | None]]:
+    """(Edge TPU build, the int8 file it was compiled from) of each model that has a build.
+
+    A file given already compiled (an SSD `..._edgetpu.tflite`) has no CPU twin to compare
+    with: the probe checks only that it runs and gives finite numbers.
+    """
+    pairs: list[tuple[Path, Path | None]] = []
+    for model in models:
+        if model is None:
+            continue
+        build = model.edgetpu_path()
+        if not build.is_file():
+            continue
+        if model.compiled_for_edgetpu:
+            pairs.append((build, None))
+            continue
+        source = build.with_name(build.name.removesuffix(EDGETPU_SUFFIX) + ".tflite")
+        pairs.append((build, source if source.is_file() else None))
+    return pairs
 
 
 @dataclass(slots=True)
 class AcceleratorChoice:
-    """What `accelerator = ...` resolved to, shared by every model of one pipeline."""
+    """What `accelerator = ...` resolved to, shared by every model of one pipeline.
+
+    `reason` says why the CPU runs although an Edge TPU runtime is installed (empty when
+    there is none: nothing to explain); `probed` counts the Edge TPU builds that passed.
+    """
 
     requested: Accelerator
     in_use: Literal["cpu", "edgetpu"]
     delegate: Any = None
+    reason: str = ""
+    probed: int = 0
 
     @classmethod
-    def resolve(cls, requested: Accelerator, device: str | None = None) -> AcceleratorChoice:
+    def resolve(
+        cls,
+        requested: Accelerator,
+        device: str = "",
+        models: Iterable[ModelFile | None] = (),
+        timeout_s: float = PROBE_TIMEOUT_S,
+    ) -> AcceleratorChoice:
         if requested == "cpu":
             return cls(requested, "cpu")
+        library = edgetpu_library()
         try:
-            delegate = open_edgetpu(device)
+            if not library_installed(library):
+                raise _not_installed(library)
+            verdict = probe.probe(library, device, probe_pairs(models), timeout_s)
+            if verdict.result == "missing":
+                raise CoralLibraryMissing(verdict.detail)
+            if verdict.result != "ok":
+                raise ModelError(verdict.detail)
+            delegate = open_edgetpu(device or None, library)
         except ModelError as error:
             if requested == "edgetpu":
                 raise
             # No runtime installed is the normal case for a machine without a Coral; a
-            # runtime that finds no device (unplugged, no permission) is worth a warning.
-            level = logging.DEBUG if isinstance(error, CoralLibraryMissing) else logging.WARNING
-            log.log(level, "%s; using the CPU", error)
-            return cls(requested, "cpu")
+            # runtime that finds no device, crashes or computes garbage is worth a warning.
+            missing = isinstance(error, CoralLibraryMissing)
+            log.log(logging.DEBUG if missing else logging.WARNING, "%s; using the CPU", error)
+            return cls(requested, "cpu", reason="" if missing else str(error))
         log.info("Coral Edge TPU found; models with an _edgetpu build run on it")
-        return cls(requested, "edgetpu", delegate)
+        return cls(requested, "edgetpu", delegate, probed=verdict.models)
 
 
 def file_for(model: ModelFile, accelerator: AcceleratorChoice) -> Path:

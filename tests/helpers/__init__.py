@@ -42,12 +42,16 @@ def wait_until(predicate: Callable[[], object], timeout: float, interval: float 
         time.sleep(interval)
 
 
-def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """`edge-agent ARGS...` as a user runs it: a process of its own, output captured."""
+def cli(
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`edge-agent ARGS...` as a user runs it: a process of its own, output captured; `env`
+    adds to (or overrides) this process's environment."""
     return subprocess.run(
         [sys.executable, "-m", "edge_agent.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        env={**os.environ, **env} if env else None,
     )
