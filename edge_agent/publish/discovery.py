@@ -189,7 +189,8 @@ def _entities(topics: Topics, expire_s: int) -> list[tuple[str, str, dict[str, A
             diagnostic(
                 "Latency",
                 "{{ value_json.latency_ms.p95 }}",
-                device_class="duration",
+                # (no duration class: Home Assistant would show seconds, "0.026")
+                icon="mdi:timer-outline",
                 unit_of_measurement="ms",
                 state_class="measurement",
             ),
