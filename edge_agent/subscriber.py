@@ -59,7 +59,7 @@ class Subscriber:
         self,
         mqtt: MqttConfig,
         filters: list[str],
-        on_message: Callable[[str, bytes], None],
+        on_message: Callable[[str, bytes], object],
         *,
         name: str,
         qos: int = 0,
