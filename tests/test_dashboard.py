@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from helpers import cli, wait_until
-from helpers.browser import Dashboard
+from helpers.dashboard import Dashboard, PageDevice, read_events
 from helpers.mqtt import Mosquitto, free_port, publisher_config, scene
 
 from edge_agent.dashboard import fleet as fleet_module
@@ -324,22 +324,6 @@ def test_with_a_password_every_request_needs_it(served_with_password):
     assert request(server, "GET", "/", {**basic("x", "s3cret \u00e9"), "Host": "pi.lan"})[0] == 200
 
 
-def read_events(response: http.client.HTTPResponse, count: int) -> list[tuple[str, Any]]:
-    """The next `count` events of an SSE stream as (event name, parsed data)."""
-    events: list[tuple[str, Any]] = []
-    name, data = "message", ""
-    while len(events) < count:
-        line = response.readline().decode().rstrip("\n")
-        if line.startswith("event: "):
-            name = line[7:]
-        elif line.startswith("data: "):
-            data = line[6:]
-        elif not line and data:
-            events.append((name, json.loads(data)))
-            name, data = "message", ""
-    return events
-
-
 def test_a_page_gets_a_snapshot_then_every_change(served):
     server, fleet = served
     fleet.receive("edge-agent/kitchen/availability", b"online")
@@ -367,22 +351,6 @@ def test_a_page_gets_a_snapshot_then_every_change(served):
 
 
 # -- the command line ---------------------------------------------------------------------
-
-
-class _Device:
-    """One device as a page holds it: the snapshot's view with the deltas applied."""
-
-    def __init__(self, snapshot: dict[str, Any], device_id: str) -> None:
-        self.id = device_id
-        views = [d for d in snapshot["devices"] if d["id"] == device_id]
-        self.data: dict[str, Any] = views[0] if views else {}
-        self.events = [e for e in snapshot["events"] if e["device"] == device_id]
-
-    def apply(self, delta: dict[str, Any]) -> None:
-        if delta.get("type") == "device" and delta["id"] == self.id:
-            self.data.update(delta["patch"])
-            if "event" in delta:
-                self.events.append(delta["event"])
 
 
 def _config(path: Path, port: int, extra: str = "") -> Path:
@@ -469,7 +437,7 @@ def test_the_dashboard_streams_a_live_publisher_and_stops_on_sigterm(
             ((_, snapshot),) = read_events(response, 1)
             assert snapshot["broker"] == "connected" and snapshot["device_filter"] == "test-device"
             # The retained messages: in the snapshot, or right after it.
-            device = _Device(snapshot, "test-device")
+            device = PageDevice(snapshot, "test-device")
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and not (
                 device.data.get("availability") == "online"

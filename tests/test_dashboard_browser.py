@@ -15,8 +15,8 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 from helpers import need, wait_until
-from helpers.browser import REPO, Dashboard, chrome
 from helpers.daemon import base_config, write
+from helpers.dashboard import REPO, Dashboard, chrome
 from helpers.mqtt import Collector, Mosquitto, free_port
 
 pytestmark = pytest.mark.slow

@@ -1,6 +1,6 @@
-"""A real headless Chromium (Debian's `chromium` and `chromium-driver`) driven by selenium,
-and `edge-agent dashboard` in a process of its own: what the dashboard's browser tests, the
-screenshot script and the load benchmark share.
+"""`edge-agent dashboard` in a process of its own, a reader of its event stream, and a real
+headless Chromium (Debian's `chromium` and `chromium-driver`) driven by selenium: what the
+dashboard's tests, the screenshot script and the load benchmark share.
 
 Both binaries are passed in, so the tests can skip (or fail in CI) through `need` while the
 scripts report a missing package in one line.
@@ -8,6 +8,8 @@ scripts report a missing package in one line.
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import signal
 import subprocess
@@ -97,3 +99,48 @@ class Dashboard:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+def open_stream(port: int, headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
+    """GET /events on 127.0.0.1:port; the response is the stream (close it when done)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("GET", "/events", headers=headers or {})
+    response = connection.getresponse()
+    if response.status != 200:
+        raise RuntimeError(f"/events answered {response.status}")
+    return response
+
+
+def read_events(response: http.client.HTTPResponse, count: int) -> list[tuple[str, Any]]:
+    """The next `count` events of an SSE stream as (event name, parsed data)."""
+    events: list[tuple[str, Any]] = []
+    name, data = "message", ""
+    while len(events) < count:
+        raw = response.readline()  # bounded by the connection's timeout
+        if not raw:
+            raise EOFError("the dashboard closed the event stream")
+        line = raw.decode().rstrip("\n")
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            data = line[6:]
+        elif not line and data:
+            events.append((name, json.loads(data)))
+            name, data = "message", ""
+    return events
+
+
+class PageDevice:
+    """One device as a page holds it: the snapshot's view with the deltas applied."""
+
+    def __init__(self, snapshot: dict[str, Any], device_id: str) -> None:
+        self.id = device_id
+        views = [d for d in snapshot["devices"] if d["id"] == device_id]
+        self.data: dict[str, Any] = views[0] if views else {}
+        self.events = [e for e in snapshot["events"] if e["device"] == device_id]
+
+    def apply(self, delta: dict[str, Any]) -> None:
+        if delta.get("type") == "device" and delta["id"] == self.id:
+            self.data.update(delta["patch"])
+            if "event" in delta:
+                self.events.append(delta["event"])
