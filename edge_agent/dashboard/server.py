@@ -217,6 +217,9 @@ class Handler(BaseHTTPRequestHandler):
                 self._plain(HTTPStatus.SERVICE_UNAVAILABLE, "too many open pages")
                 return
             self.server.streams += 1
+        # Small writes go out at once: Nagle's algorithm would hold a delta for the ACK of
+        # the one before (tens of ms with the browser's delayed ACKs).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         stream = Stream()
         snapshot = self.server.fleet.attach(stream.put)
         try:

@@ -21,6 +21,7 @@
   };
   const LOG_ROWS = 200;
   const TICK_MS = 1000; // charts scroll and "… ago" texts age once a second
+  const SORT_MS = 5000;
 
   let emotions = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"];
   let labels = [...emotions, "uncertain"];
@@ -31,6 +32,7 @@
   let pendingEvents = [];
   let queued = false;
   let order = [];
+  let lastSort = 0;
   const devices = new Map(); // id -> {data, view}
   const dirty = new Set();
   const visible = new WeakSet();
@@ -76,16 +78,15 @@
 
   const two = (n) => String(n).padStart(2, "0");
 
-  function hourMinute(seconds) {
+  function clockOf(seconds, withSeconds) {
     const d = new Date(seconds * 1000);
-    return `${two(d.getHours())}:${two(d.getMinutes())}`;
+    const minutes = `${two(d.getHours())}:${two(d.getMinutes())}`;
+    return withSeconds ? `${minutes}:${two(d.getSeconds())}` : minutes;
   }
 
   function clock(ts) {
     const t = Date.parse(ts);
-    if (!isNumber(t)) return ts || "–";
-    const d = new Date(t);
-    return `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
+    return isNumber(t) ? clockOf(t / 1000, true) : ts || "–";
   }
 
   // An emotion as glyph and word; "uncertain" has its own glyph, an unknown word a dot.
@@ -145,7 +146,7 @@
       })),
     );
     const axis = { stroke: "#666", grid: { stroke: "#eee", width: 1 }, ticks: { show: false }, font: "10px sans-serif", size: 24 };
-    const timeAxis = { ...axis, values: (_plot, splits) => splits.map(hourMinute) };
+    const timeAxis = { ...axis, space: 70, values: (_plot, splits, _axis, _space, step) => splits.map((t) => clockOf(t, step < 60)) };
     const options = {
       width,
       height,
@@ -162,22 +163,27 @@
     return new uPlot(options, [[]].concat(names.map(() => [])), target);
   }
 
-  function drawScores(plot, series) {
-    if (plot) plot.setData(columns(series, emotions.length, serverNow() / 1000));
-  }
-
-  // The room's mood: counts per label, stacked (each series is the running total, drawn
-  // tallest first so that each label's colour shows between its total and the one below).
-  function drawMood() {
-    if (!moodChart) return;
-    const [xs, ...counts] = columns(mood, labels.length, serverNow() / 1000);
+  // Stacked areas: each series is the running total up to its label, drawn tallest first,
+  // so each label's colour shows between its total and the one below. A row without
+  // values stays a gap.
+  function stacked(series, width) {
+    const [xs, ...cols] = columns(series, width, serverNow() / 1000);
     const totals = [];
     let running = xs.map(() => 0);
-    counts.forEach((col) => {
-      running = running.map((sum, i) => sum + (col[i] || 0));
+    cols.forEach((col) => {
+      running = running.map((sum, i) => (sum === null || col[i] === null ? null : sum + col[i]));
       totals.push(running);
     });
-    moodChart.setData([xs, ...totals.reverse()]);
+    return [xs, ...totals.reverse()];
+  }
+
+  function drawScores(plot, series) {
+    if (plot) plot.setData(stacked(series, emotions.length));
+  }
+
+  // The room's mood: faces per label, stacked.
+  function drawMood() {
+    if (moodChart) moodChart.setData(stacked(mood, labels.length));
   }
 
   function moodRange(_plot, _min, max) {
@@ -185,6 +191,20 @@
   }
 
   // -- device tiles -------------------------------------------------------------------------
+
+  // Text is only assigned when it changed: most deltas change a figure or two, and every
+  // write to the DOM costs the page a style and layout pass.
+  function setText(node, text) {
+    const value = String(text);
+    if (node.textContent !== value) node.textContent = value;
+  }
+
+  function setEmotion(node, emotion) {
+    const key = emotion === null || emotion === undefined ? "" : String(emotion);
+    if (node.dataset.emotion === key && node.childNodes.length) return;
+    node.dataset.emotion = key;
+    node.replaceChildren(emotionNode(emotion));
+  }
 
   function healthRow(list, name) {
     list.append(el("dt", "", name));
@@ -201,17 +221,27 @@
     name.title = id;
     const badge = el("span", "badge", "…");
     head.append(name, badge);
+    const camera = el("span");
+    const fps = el("span");
+    const accelerator = el("span");
+    const seen = el("span", "seen");
     const meta = el("div", "meta");
+    meta.append(camera, fps, accelerator, seen);
+    const count = el("span", "count");
+    const dominant = el("span", "dominant");
     const now = el("div", "now");
+    now.append(count, el("span", "", "dominant"), dominant);
     const faces = el("div", "faces");
     const plotBox = el("div", "chart device-chart");
-    const plotCaption = el("div", "caption", "emotion scores, faces averaged");
+    const plotCaption = el("div", "caption", "emotion scores over the last minutes, faces averaged");
     const health = el("dl", "health");
     const error = el("div", "error");
     error.hidden = true;
     tile.append(head, meta, now, faces, plotBox, plotCaption, health, error);
     const view = {
-      tile, badge, meta, now, faces, plotBox, plot: null, error,
+      tile, badge, camera, fps, accelerator, seen, count, dominant, faces, plotBox, error,
+      plot: null,
+      stale: true,
       faceViews: new Map(),
       health: {
         latency: healthRow(health, "latency p50/95/99"),
@@ -232,46 +262,40 @@
     const empty = $("empty");
     if (empty) empty.remove();
     $("devices").append(entry.view.tile);
-    entry.view.plot = chart(entry.view.plotBox, { height: 90, axes: true, names: emotions, yRange: [0, 1] });
+    entry.view.plot = chart(entry.view.plotBox, { height: 90, axes: true, names: [...emotions].reverse(), fill: true, yRange: [0, 1] });
     return entry;
   }
 
   function updateTile(entry) {
     const { data, view } = entry;
+    view.stale = false;
     const stats = data.stats || {};
     const state = data.state || {};
     const online = data.availability === "online";
     view.tile.classList.toggle("offline", data.availability === "offline");
-    view.badge.textContent = data.availability || "unknown";
+    setText(view.badge, data.availability || "unknown");
     view.badge.className = `badge ${online ? "ok" : data.availability === "offline" ? "bad" : ""}`;
-
-    view.meta.replaceChildren();
-    const camera = el("span", stats.camera && stats.camera !== "ok" ? "warn" : "", `camera ${stats.camera || "–"}`);
-    view.meta.append(
-      camera,
-      el("span", "", `${num(stats.fps, 1)} fps`),
-      el("span", "", stats.accelerator || "–"),
-      el("span", "seen", `heard ${ago(data.seen)}`),
-    );
+    setText(view.camera, `camera ${stats.camera || "–"}`);
+    view.camera.className = stats.camera && stats.camera !== "ok" ? "warn" : "";
+    setText(view.fps, `${num(stats.fps, 1)} fps`);
+    setText(view.accelerator, stats.accelerator || "–");
+    setText(view.seen, `heard ${ago(data.seen)}`);
 
     const faces = data.faces || [];
-    view.now.replaceChildren(
-      el("span", "count", `${faces.length} face${faces.length === 1 ? "" : "s"}`),
-      el("span", "", "dominant"),
-      emotionNode(state.dominant_emotion, "dominant"),
-    );
+    setText(view.count, `${faces.length} face${faces.length === 1 ? "" : "s"}`);
+    setEmotion(view.dominant, state.dominant_emotion);
     updateFaces(entry, faces);
 
     const latency = stats.latency_ms || {};
     const h = view.health;
-    h.latency.textContent = `${num(latency.p50, 0)} / ${num(latency.p95, 0)} / ${num(latency.p99, 0)} ms`;
-    h.frames.textContent = `${num(stats.frames_processed, 0)} / ${num(stats.frames_dropped, 0)}`;
-    h.outbox.textContent = `${num(stats.outbox_depth, 0)} / ${num(stats.events_dropped, 0)}`;
-    h.temp.textContent = isNumber(stats.cpu_temp_c) ? `${stats.cpu_temp_c.toFixed(1)} °C` : "–";
-    h.uptime.textContent = span(stats.uptime_s);
-    h.stats.textContent = stats.ts ? `sent ${clock(stats.ts)}` : "none yet";
+    setText(h.latency, `${num(latency.p50, 0)} / ${num(latency.p95, 0)} / ${num(latency.p99, 0)} ms`);
+    setText(h.frames, `${num(stats.frames_processed, 0)} / ${num(stats.frames_dropped, 0)}`);
+    setText(h.outbox, `${num(stats.outbox_depth, 0)} / ${num(stats.events_dropped, 0)}`);
+    setText(h.temp, isNumber(stats.cpu_temp_c) ? `${stats.cpu_temp_c.toFixed(1)} °C` : "–");
+    setText(h.uptime, span(stats.uptime_s));
+    setText(h.stats, stats.ts ? `sent ${clock(stats.ts)}` : "none yet");
     view.error.hidden = !stats.outbox_error;
-    view.error.textContent = stats.outbox_error ? `outbox: ${stats.outbox_error}` : "";
+    setText(view.error, stats.outbox_error ? `outbox: ${stats.outbox_error}` : "");
   }
 
   function updateFaces(entry, faces) {
@@ -284,25 +308,30 @@
       if (!fv) {
         const row = el("div", "face");
         const line = el("div", "face-line");
+        const parts = {
+          track: el("span", "track", face.track === null ? "face" : `face #${face.track}`),
+          emotion: el("span"),
+          score: el("span", "score"),
+          age: el("span"),
+          gender: el("span"),
+        };
+        line.append(parts.track, parts.emotion, parts.score, parts.age, parts.gender);
         const box = el("div", "chart face-chart");
         row.append(line, box);
-        fv = { row, line, box, plot: null };
+        fv = { row, box, parts, plot: null };
         view.faceViews.set(key, fv);
       }
-      view.faces.append(fv.row); // appending an existing node moves it: keeps the order
+      if (view.faces.children[index] !== fv.row) view.faces.insertBefore(fv.row, view.faces.children[index] || null);
       if (!fv.plot && face.track !== null) {
-        fv.plot = chart(fv.box, { height: 34, axes: false, names: emotions, yRange: [0, 1] });
+        fv.plot = chart(fv.box, { height: 34, axes: false, names: [...emotions].reverse(), fill: true, yRange: [0, 1] });
         drawScores(fv.plot, data.face_timelines[key] || { t: [], v: [] });
       }
       const score = face.scores && face.emotion ? face.scores[emotions.indexOf(face.emotion)] : null;
       const gender = face.gender ? `${face.gender}${isNumber(face.gender_score) ? " " + face.gender_score.toFixed(2) : ""}` : "gender –";
-      fv.line.replaceChildren(
-        el("span", "track", face.track === null ? "face" : `face #${face.track}`),
-        emotionNode(face.emotion),
-        el("span", "score", isNumber(score) ? score.toFixed(2) : ""),
-        el("span", "", isNumber(face.age) ? `age ${Math.round(face.age)}` : "age –"),
-        el("span", "", gender),
-      );
+      setEmotion(fv.parts.emotion, face.emotion);
+      setText(fv.parts.score, isNumber(score) ? score.toFixed(2) : "");
+      setText(fv.parts.age, isNumber(face.age) ? `age ${Math.round(face.age)}` : "age –");
+      setText(fv.parts.gender, gender);
     });
     for (const [key, fv] of view.faceViews) {
       if (!keep.has(key)) {
@@ -335,7 +364,12 @@
     return data.event_times.filter((t) => t > since).length;
   }
 
-  function sortTiles() {
+  // Tiles move at most every SORT_MS (or when one is added): a grid that reshuffles at every
+  // event can be neither read nor clicked.
+  function sortTiles(force) {
+    const now = Date.now();
+    if (!force && now - lastSort < SORT_MS) return;
+    lastSort = now;
     const entries = [...devices.values()].map((e) => [e, activity(e.data)]);
     entries.sort(([a, aa], [b, ba]) =>
       ba - aa
@@ -437,12 +471,15 @@
     queued = false;
     for (const id of dirty) {
       const entry = devices.get(id);
-      if (entry) updateTile(entry);
+      if (!entry) continue;
+      // Tiles out of sight are brought up to date when they scroll into view.
+      if (visible.has(entry.view.tile)) updateTile(entry);
+      else entry.view.stale = true;
     }
     dirty.clear();
     flushEvents();
     updateHeader();
-    sortTiles();
+    sortTiles(devices.size !== order.length);
   }
 
   function schedule() {
@@ -514,11 +551,12 @@
 
   function tick() {
     for (const entry of devices.values()) {
-      entry.view.meta.lastElementChild.textContent = `heard ${ago(entry.data.seen)}`;
-      if (visible.has(entry.view.tile)) drawTileCharts(entry);
+      if (!visible.has(entry.view.tile)) continue;
+      setText(entry.view.seen, `heard ${ago(entry.data.seen)}`);
+      drawTileCharts(entry);
     }
     if (!$("fleet").hidden) drawMood();
-    sortTiles();
+    sortTiles(false);
   }
 
   // Charts of tiles scrolled out of sight are not redrawn (many devices stay cheap).
@@ -527,7 +565,9 @@
       if (item.isIntersecting) {
         visible.add(item.target);
         const entry = devices.get(item.target.dataset.device);
-        if (entry) drawTileCharts(entry);
+        if (!entry) continue;
+        if (entry.view.stale) updateTile(entry);
+        drawTileCharts(entry);
       } else visible.delete(item.target);
     }
   });
