@@ -125,6 +125,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def version_string(self) -> str:
         return self.server_version
+
     timeout = SOCKET_TIMEOUT_S
 
     def log_message(self, format: str, *args: Any) -> None:
