@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import inspect
 import io
+import ipaddress
 import json
 import logging
 import math
@@ -145,6 +146,12 @@ class DisplayConfig:
 
 
 @dataclass(slots=True)
+class DashboardConfig:
+    listen: str = "127.0.0.1:8080"
+    password_file: str = ""
+
+
+@dataclass(slots=True)
 class Config:
     device_id: str = ""  # empty: the host name
     accelerator: Literal["auto", "cpu", "edgetpu"] = "auto"
@@ -157,6 +164,7 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     state: StateConfig = field(default_factory=StateConfig)
     display: DisplayConfig = field(default_factory=DisplayConfig)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
 
     @property
     def effective_device_id(self) -> str:
@@ -300,6 +308,33 @@ def _check_client_id(path: str, value: str) -> None:
         )
 
 
+def parse_listen(key: str, value: str) -> tuple[str, int]:
+    """`HOST:PORT` (an IPv6 host in brackets: `[::1]:8080`) as (host, port)."""
+    host, colon, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            f"{key} = {_shown(value)}: must be HOST:PORT with a port from 1 to 65535 "
+            '(e.g. "127.0.0.1:8080" or "[::1]:8080")'
+        )
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen host is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_listen(path: str, value: str) -> None:
+    parse_listen(path, value)
+
+
 VALIDATORS: dict[str, typing.Callable[[str, Any], None]] = {
     "device_id": _check_device_id,
     "camera.source": _check_source,
@@ -308,6 +343,7 @@ VALIDATORS: dict[str, typing.Callable[[str, Any], None]] = {
     "state.dir": _check_absolute,
     "models.edgetpu_device": _check_edgetpu_device,
     "display.night_off": _check_night,
+    "dashboard.listen": _check_listen,
 }
 
 
@@ -376,6 +412,18 @@ def read_password(mqtt: MqttConfig) -> str | None:
     key, value = "mqtt.password_file", mqtt.password_file
     if not mqtt.username:
         raise ConfigError(f"{key} = {value!r}: needs mqtt.username, which is empty")
+    return read_secret(key, value)
+
+
+def read_dashboard_password(dashboard: DashboardConfig) -> str | None:
+    """The password the dashboard asks for, from `dashboard.password_file`; None if unset."""
+    if not dashboard.password_file:
+        return None
+    return read_secret("dashboard.password_file", dashboard.password_file)
+
+
+def read_secret(key: str, value: str) -> str:
+    """The secret in file `value` (trailing newline stripped), named `key` in messages."""
     _check_regular_file(key, value)
     try:
         password = Path(value).read_text(encoding="utf-8").rstrip("\r\n")
@@ -445,9 +493,10 @@ def _check_state_dir(value: str) -> None:
 
 
 def check_files(config: Config) -> None:
-    """The rules that need the filesystem: the password file can be read (it is read and
+    """The rules that need the filesystem: the password files can be read (each is read and
     dropped), the TLS files are usable, state.dir is not a file."""
     read_password(config.mqtt)
+    read_dashboard_password(config.dashboard)
     tls_context(config.mqtt)
     _check_state_dir(config.state.dir)
 
@@ -671,6 +720,8 @@ SECTION_NOTES: dict[str, str] = {
     "password_file when the agent starts.",
     "state": "Persistent state (the MQTT outbox).",
     "display": "A small local panel. Every key here is reloadable with SIGHUP.",
+    "dashboard": "`edge-agent dashboard`, the web page fed by MQTT (docs/dashboard.md); it "
+    "reads the [mqtt] keys above to reach the broker.",
 }
 
 NOTES: dict[str, str] = {
@@ -721,6 +772,10 @@ NOTES: dict[str, str] = {
     "mqtt.stats_interval_s": "Seconds between stats messages (reloadable).",
     "state.dir": "Must be writable by the service (systemd's StateDirectory).",
     "display.kind": '"none" disables the panel.',
+    "dashboard.listen": "HOST:PORT the page is served on. An address other than loopback "
+    "(127.0.0.1, ::1, localhost) needs password_file.",
+    "dashboard.password_file": "A file holding the password the page asks for (HTTP Basic, "
+    "any user name); it must be a readable file whenever the config is loaded.",
 }
 
 

@@ -2,11 +2,12 @@
 # Debian packages the tests drive for real: mosquitto (the broker), systemd's analyzer for
 # the unit file, shellcheck for our shell scripts, openssl for the TLS test certificates,
 # python3-systemd (systemd-python, as install.sh puts it on the Pi) for the notify test, gcc
-# (and libc6-dev) to build the fake Edge TPU delegates of the probe tests.
-# Installs only what is missing.
+# (and libc6-dev) to build the fake Edge TPU delegates of the probe tests, chromium and
+# chromium-driver for the browser tests, screenshots and load benchmark (with
+# fonts-noto-color-emoji for the emotion glyphs). Installs only what is missing.
 set -euo pipefail
 packages=(make ca-certificates mosquitto systemd shellcheck python3-venv openssl python3-systemd
-    gcc libc6-dev)
+    gcc libc6-dev chromium chromium-driver fonts-noto-color-emoji)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

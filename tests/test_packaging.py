@@ -81,6 +81,9 @@ def test_the_installed_wheel_ships_the_models_and_analyzes_a_photo(tmp_path, med
     for name in (*files, "manifest.json", "README.md"):
         assert f"edge_agent/_models/{name}" in shipped, name
     assert not any(name.startswith("models/") for name in shipped)
+    # The dashboard's page and its vendored chart library, with the library's licence.
+    for name in ("index.html", "app.js", "style.css", "uplot/uPlot.iife.min.js", "uplot/LICENSE"):
+        assert f"edge_agent/dashboard/static/{name}" in shipped, name
 
     # A clean venv with just the wheel; its dependencies are borrowed from this test's
     # environment through a .pth file (no download), after the venv's own site-packages.

@@ -23,7 +23,8 @@ EXIT_CODES = """exit codes:
   65  input is not usable media (empty, corrupt, not an image or video)
   66  input path missing or unreadable
   69  a model file is missing or altered, the requested accelerator is absent or fails
-      its probe (crash, hang, wrong results), or no broker could be reached (watch, demo)
+      its probe (crash, hang, wrong results), no broker could be reached (watch,
+      dashboard, demo), or the dashboard's listen address is in use
   70  internal error (a bug: please report it)
   75  the state dir is in use by another daemon (run)
   78  invalid configuration (the message names the key)
@@ -38,6 +39,7 @@ COMMANDS = {
     "check": "edge_agent.cli.check",
     "config": "edge_agent.cli.config",
     "watch": "edge_agent.cli.watch",
+    "dashboard": "edge_agent.cli.dashboard",
     "demo": "edge_agent.cli.demo",
     "eval": "edge_agent.cli.eval",
 }
@@ -121,6 +123,21 @@ def build_parser() -> argparse.ArgumentParser:
     watch = commands.add_parser("watch", help="live terminal dashboard over MQTT")
     watch.add_argument("--device", metavar="ID", help="only this device (default: all)")
     _add_config(watch)
+
+    dashboard = commands.add_parser("dashboard", help="live web page of the devices, over MQTT")
+    dashboard.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="where to serve the page (default: dashboard.listen, 127.0.0.1:8080); "
+        "an address other than loopback needs a password file",
+    )
+    dashboard.add_argument(
+        "--password-file",
+        metavar="FILE",
+        help="a file holding the password the page asks for (default: dashboard.password_file)",
+    )
+    dashboard.add_argument("--device", metavar="ID", help="only this device (default: all)")
+    _add_config(dashboard)
 
     evaluate = commands.add_parser(
         "eval",

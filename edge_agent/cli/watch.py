@@ -13,22 +13,12 @@ import logging
 import shutil
 import sys
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import MQTTErrorCode
-
 from edge_agent.config import check_topic_part, load_or_default
-from edge_agent.publish.connection import (
-    Backoff,
-    Connection,
-    MqttError,
-    connect_once,
-    describe_error,
-)
+from edge_agent.subscriber import Subscriber, split_topic, topic_filters
 
 log = logging.getLogger("edge_agent.cli.watch")
 
@@ -60,13 +50,9 @@ class Board:
     recent: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
     changed: bool = True
 
-    def on_message(self, _client: Any, _userdata: Any, message: paho.MQTTMessage) -> None:
-        self.receive(message.topic, bytes(message.payload))
-
     def receive(self, topic: str, payload: bytes) -> None:
-        rest = topic[len(self.prefix) + 1 :] if topic.startswith(self.prefix + "/") else ""
-        device_id, _, kind = rest.rpartition("/")
-        if not device_id or kind not in KINDS:
+        device_id, kind = split_topic(self.prefix, topic) or ("", "")
+        if kind not in KINDS:
             return
         device = self.devices.setdefault(device_id, Device())
         device.last_update = time.time()
@@ -191,53 +177,35 @@ def main(args: Any) -> int:
     device = getattr(args, "device", None) or "+"
     if device != "+":
         check_topic_part("--device", device, allow_slash=False)
-    connection = Connection.from_config(mqtt)
     prefix = mqtt.topic_prefix.rstrip("/")
-    board = Board(prefix, connection.address)
-    topics = [(f"{prefix}/{device}/{kind}", 0) for kind in KINDS]
-
-    def setup(client: paho.Client) -> None:
-        client.on_message = board.on_message
-
-    client = connect_once(connection, f"edge-agent-watch-{uuid.uuid4().hex[:8]}", 5.0, setup)
-
-    def on_connect(c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if not reason.is_failure:
-            c.subscribe(topics)
-            board.status = "connected"
-        board.changed = True
-
-    client.on_connect = on_connect
-    client.subscribe(topics)
-    board.status = "connected"
+    board = Board(prefix, "")
+    subscriber = Subscriber(mqtt, topic_filters(prefix, device, KINDS), board.receive, name="watch")
+    board.broker = subscriber.connection.address
+    subscriber.connect()
     screen = Screen(sys.stdout)
+
+    def on_status() -> None:
+        # Drawn at once: a lost connection is followed by the backoff's wait.
+        board.status = subscriber.status
+        board.changed = True
+        screen.draw(board)
+
+    board.status = subscriber.status
+    subscriber.on_status = on_status
     try:
-        _loop(client, board, screen)
+        _loop(subscriber, board, screen)
     except KeyboardInterrupt:
         pass
     finally:
-        client.disconnect()
+        subscriber.close()
         screen.close()
     return 0
 
 
-def _loop(client: paho.Client, board: Board, screen: Screen) -> None:
-    backoff = Backoff(0.5, 10.0)
+def _loop(subscriber: Subscriber, board: Board, screen: Screen) -> None:
     last_draw = 0.0
     while True:
-        rc = client.loop(timeout=0.1)
-        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            delay = backoff.next()
-            board.status = f"connection lost, retrying in {delay:.1f} s"
-            screen.draw(board)
-            time.sleep(delay)
-            try:
-                client.reconnect()  # the backoff resets only once the broker says yes
-            except (OSError, MqttError) as error:
-                board.status = f"disconnected ({describe_error(error)})"
-            board.changed = True
-        if board.status == "connected":
-            backoff.reset()
+        subscriber.step(timeout=0.1)
         now = time.monotonic()
         # A terminal is redrawn every second (ages tick); piped output only on a change.
         if (board.changed and now - last_draw >= REDRAW_S) or (
