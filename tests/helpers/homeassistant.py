@@ -254,6 +254,10 @@ class Websocket:
                 raise HaError("subscribe_events failed")
         return ident
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def events(self, subscription: int) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._events.get(subscription, ()))
@@ -336,9 +340,14 @@ class HomeAssistant:
             f"  server_port: {self.port}",
             "logger:",
             "  default: warning",
+            # Where the UI's automation editor (and POST /api/config/automation/config) writes.
+            "automation: !include automations.yaml",
             *(f"{name}:" for name in INTEGRATIONS),
         ]
         (self.directory / "configuration.yaml").write_text("\n".join(lines) + "\n")
+        automations = self.directory / "automations.yaml"
+        if not automations.exists():
+            automations.write_text("[]\n")
 
     # -- process -----------------------------------------------------------------------
 
@@ -516,3 +525,137 @@ class HomeAssistant:
 
     def states(self) -> dict[str, dict[str, Any]]:
         return {s["entity_id"]: s for s in self.rest("GET", "/api/states")}
+
+
+# -- the whole stack: mosquitto, Home Assistant and the daemon on a clip --------------------
+
+
+class Stack:
+    """What an owner runs, on loopback: mosquitto, Home Assistant with the MQTT entry, and
+    the real daemon (`edge-agent run`) on a looping clip with discovery on.
+
+    `entities()` maps each of the device's object ids (`face_count`, ...) to its entity
+    registry entry; `states()` are HA's states of those entities by object id.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        clip: Path,
+        *,
+        device: str = "ha-kitchen",
+        area: str = "Kitchen",
+        stats_interval_s: float = 2.0,
+    ) -> None:
+        from helpers.mqtt import Collector, Mosquitto
+
+        self.directory = directory
+        self.clip = clip
+        self.device = device
+        self.area = area
+        self.stats_interval_s = stats_interval_s
+        self.broker = Mosquitto(directory / "mosquitto")
+        self.ha: HomeAssistant | None = None
+        self.collector: Collector | None = None
+        self.agent: Any = None  # a helpers.daemon.Daemon
+        self._ws: Websocket | None = None
+        self._collector_type = Collector
+
+    def start(self) -> Stack:
+        self.broker.start()
+        try:
+            self.collector = self._collector_type(
+                self.broker, (f"edge-agent/{self.device}/#", "homeassistant/#")
+            ).start()
+            self.ha = HomeAssistant(self.directory / "homeassistant", self.broker.port).start()
+            self.start_agent()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def agent_config(self) -> Path:
+        from helpers.daemon import base_config, write
+
+        config = base_config(self.directory)
+        config.device_id = self.device
+        config.camera.source = str(self.clip)
+        config.camera.loop = True
+        config.mqtt.enabled = True
+        config.mqtt.host, config.mqtt.port = self.broker.host, self.broker.port
+        config.mqtt.reconnect_min_s, config.mqtt.reconnect_max_s = 0.1, 1.0
+        config.mqtt.stats_interval_s = self.stats_interval_s
+        if hasattr(config.mqtt, "area"):  # TEMP: old code has no mqtt.area
+            config.mqtt.area = self.area
+        return write(self.directory / "agent.toml", config)
+
+    def start_agent(self) -> None:
+        from helpers.daemon import Daemon
+
+        self.agent = Daemon(self.agent_config(), None, watchdog_usec=None)
+
+    def agent_running(self) -> bool:
+        return self.agent is not None and self.agent.process.poll() is None
+
+    @property
+    def ws(self) -> Websocket:
+        """A websocket to the running HA, opened again after a restart."""
+        assert self.ha is not None
+        if self._ws is None or self._ws.closed:
+            self._ws = self.ha.websocket()
+        return self._ws
+
+    def restart_ha(self) -> None:
+        assert self.ha is not None
+        if self._ws is not None:
+            self._ws.close()
+            self._ws = None
+        self.ha.restart()
+
+    def device_entry(self) -> dict[str, Any] | None:
+        from edge_agent.publish.discovery import node_id
+
+        wanted = ["mqtt", f"edge_agent_{node_id(self.device)}"]
+        for device in self.ws.call("config/device_registry/list"):
+            if wanted in device["identifiers"]:
+                return dict(device)
+        return None
+
+    def entities(self) -> dict[str, dict[str, Any]]:
+        from edge_agent.publish.discovery import node_id
+
+        device = self.device_entry()
+        if device is None:
+            return {}
+        prefix = f"edge_agent_{node_id(self.device)}_"
+        return {
+            entry["unique_id"].removeprefix(prefix): entry
+            for entry in self.ws.call("config/entity_registry/list")
+            if entry["device_id"] == device["id"] and entry["unique_id"].startswith(prefix)
+        }
+
+    def states(self) -> dict[str, dict[str, Any]]:
+        assert self.ha is not None
+        by_entity = {e["entity_id"]: o for o, e in self.entities().items()}
+        return {
+            by_entity[s["entity_id"]]: s
+            for s in self.ws.call("get_states")
+            if s["entity_id"] in by_entity
+        }
+
+    def stop(self) -> None:
+        if self.agent is not None:
+            self.agent.kill()
+        if self._ws is not None:
+            self._ws.close()
+        if self.ha is not None:
+            self.ha.stop()
+        if self.collector is not None:
+            self.collector.stop()
+        self.broker.stop()
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
