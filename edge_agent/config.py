@@ -70,6 +70,8 @@ class ClassifierConfig:
     level_faces: bool = True
     rate_hz: float = bounded(0.0, 0.0, 1000.0)  # per track; 0 classifies every frame
     emotion_min_face: float = bounded(32.0, 0.0, 4096.0)
+    # Average each face's emotion with its mirror image: steadier, for one more model run.
+    emotion_flip: bool = True
 
 
 @dataclass(slots=True)
@@ -113,7 +115,9 @@ class MqttConfig:
     tls: bool = False  # TLS with the system CAs; implied by tls_ca or tls_cert
     reconnect_min_s: float = bounded(1.0, 0.01, 3600.0)
     reconnect_max_s: float = bounded(60.0, 0.01, 86400.0)
-    state_interval_s: float = bounded(0.2, 0.0, 3600.0)  # least time between state publishes
+    state_interval_s: float = bounded(1.0, 0.0, 3600.0)  # least time between state publishes
+    faces_interval_s: float = bounded(0.2, 0.0, 3600.0)  # least time between faces publishes
+    area: str = ""  # Home Assistant's suggested area for the device, e.g. "Kitchen"
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -22,6 +22,7 @@ UNCERTAIN = "uncertain"
 
 Box = tuple[float, float, float, float]  # x, y, w, h in frame pixels
 EventType = Literal["face_appeared", "emotion_changed", "face_lost"]
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 CameraState = Literal["starting", "ok", "stalled", "lost", "ended", "failed", "stopped"]
 
 

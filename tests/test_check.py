@@ -136,3 +136,42 @@ def test_a_corrupt_outbox_is_named_in_the_state_row(tmp_path, good, capsys):
     _, rows = run(write(tmp_path / "c.toml", good), capsys)
     assert rows["state"][0] == "warn", rows
     assert "outbox.sqlite3: database corrupt" in rows["state"][1]
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A real read-only file system (a tmpfs remounted ro); needs root's mount."""
+    import subprocess
+
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a read-only file system needs root")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)]).returncode:
+        pytest.skip("this machine does not allow mounting a tmpfs")
+    try:
+        (mount / "state").mkdir()
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        yield mount / "state"
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_read_only_state_dir_fails_check_and_run_in_plain_words(
+    tmp_path, good, capsys, read_only_dir
+):
+    from helpers import cli
+
+    good.state.dir = str(read_only_dir)
+    path = write(tmp_path / "c.toml", good)
+    code, rows = run(path, capsys)
+    assert code == 1
+    assert rows["state"] == (
+        "FAIL",
+        f"{read_only_dir}: read-only file system: the agent cannot start or store events",
+    )
+    good.mqtt.enabled = True  # the outbox opens with the publisher
+    good.mqtt.port = 1
+    done = cli("run", "--config", str(write(tmp_path / "c.toml", good)))
+    assert done.returncode == 78, done.stderr
+    assert "Read-only file system" in done.stderr and "Traceback" not in done.stderr

@@ -183,6 +183,11 @@ def test_the_whole_appliance_with_a_real_broker_and_panel(
         assert notify.wait_for("STATUS=", 3, since=time.monotonic())
         assert "broker connected" in notify.lines("STATUS=")[-1]
         assert (tmp_path / "panel.png").stat().st_size > 0
+        # Home Assistant is told `online` only once the fresh state and stats are there.
+        topics = [m.topic.rsplit("/", 1)[1] for m in collector.snapshot()]
+        online = topics.index("availability")
+        assert {"state", "faces", "stats"} <= set(topics[:online]), topics[: online + 1]
+        seen = len(collector.snapshot())
         term_at = time.monotonic()
         daemon.process.send_signal(signal.SIGTERM)
         assert daemon.wait(5) == 0, daemon.output()
@@ -194,6 +199,10 @@ def test_the_whole_appliance_with_a_real_broker_and_panel(
             ),
             5,
         )
+        # A stop is not the face leaving: no face_lost and no empty state before offline.
+        after = collector.snapshot()[seen:]
+        assert not [m for m in after if m.topic.endswith("/events")], after
+        assert all(m.json()["face_count"] == 1 for m in after if m.topic.endswith("/state"))
     assert "Traceback" not in daemon.output()
 
 

@@ -30,6 +30,22 @@ from edge_agent.publish.connection import PASSWORD_ENV, Backoff
 from edge_agent.publish.messages import SCHEMA_NAMES, iso_utc, load_schema
 from edge_agent.types import EMOTIONS, UNCERTAIN
 
+ENTITIES = (
+    "dominant_emotion",
+    "face_count",
+    "face_present",
+    "age",
+    "gender",
+    "emotion_event",
+    "fps",
+    "latency",
+    "frames_dropped",
+    "outbox_depth",
+    "events_dropped",
+    "cpu_temperature",
+    "uptime",
+)
+CONFIGS = len(ENTITIES) + len(EMOTIONS) + 2  # entities, then the device triggers
 DEVICE = "test-device"
 BASE = f"edge-agent/{DEVICE}"
 STATS = {
@@ -44,9 +60,8 @@ STATS = {
 def schema_for(topic: str) -> str | None:
     if topic.startswith("homeassistant/"):
         return "discovery" if topic.endswith("/config") else None
-    return {"availability": "availability", "state": "state", "events": "event", "stats": "stats"}[
-        topic.rsplit("/", 1)[1]
-    ]
+    kinds = {"availability": "availability", "state": "state", "faces": "faces"}
+    return {**kinds, "events": "event", "stats": "stats"}[topic.rsplit("/", 1)[1]]
 
 
 def validate_all(messages) -> dict[str, int]:  # type: ignore[no-untyped-def]
@@ -83,7 +98,12 @@ def test_every_message_validates_and_events_tell_the_scene(
     mosquitto: Mosquitto, tmp_path: Path, protocol: str
 ):
     config = publisher_config(
-        mosquitto.host, mosquitto.port, tmp_path, protocol=protocol, state_interval_s=0.0
+        mosquitto.host,
+        mosquitto.port,
+        tmp_path,
+        protocol=protocol,
+        state_interval_s=0.0,
+        faces_interval_s=0.0,
     )
     with Collector(mosquitto) as collector:
         publisher = MqttPublisher(config, accelerator="cpu")
@@ -109,9 +129,9 @@ def test_every_message_validates_and_events_tell_the_scene(
                 ), want
         publisher.publish_stats(STATS)
         assert collector.wait(lambda c: len(c.seqs()) == 16 and c.snapshot("/stats"), 5)
-        # Home Assistant restarted: it says `online`, and gets the four configs again.
+        # Home Assistant restarted: it says `online`, and gets the 22 configs again.
         collector.client.publish("homeassistant/status", "online", qos=1)
-        assert collector.wait(lambda c: len(c.snapshot("/config")) == 8, 5)
+        assert collector.wait(lambda c: len(c.snapshot("/config")) == 2 * CONFIGS, 5)
         publisher.stop()
         assert collector.wait(
             lambda c: (
@@ -121,8 +141,8 @@ def test_every_message_validates_and_events_tell_the_scene(
             5,
         )
     counts = validate_all(collector.messages)
-    assert counts["event"] == 16 and counts["discovery"] == 8 and counts["stats"] == 1
-    assert counts["state"] >= 2
+    assert counts["event"] == 16 and counts["discovery"] == 2 * CONFIGS and counts["stats"] == 1
+    assert counts["state"] >= 2 and counts["faces"] >= counts["state"]
 
     events = collector.events()
     assert [e["seq"] for e in events] == list(range(1, 17))
@@ -162,7 +182,9 @@ def test_retained_availability_state_stats_and_discovery_greet_a_late_subscriber
     mosquitto: Mosquitto, tmp_path: Path
 ):
     publisher = MqttPublisher(
-        publisher_config(mosquitto.host, mosquitto.port, tmp_path, state_interval_s=0.0)
+        publisher_config(
+            mosquitto.host, mosquitto.port, tmp_path, state_interval_s=0.0, faces_interval_s=0.0
+        )
     )
     publisher.start()
     for result in scene(4):
@@ -170,7 +192,7 @@ def test_retained_availability_state_stats_and_discovery_greet_a_late_subscriber
     publisher.publish_stats(STATS)
     assert wait_until(lambda: publisher.outbox_depth == 0 and publisher.last_seq == 2, 5)
     with Collector(mosquitto, ("edge-agent/#", "homeassistant/#")) as late:
-        assert late.wait(lambda c: len(c.messages) >= 7, 5)
+        assert late.wait(lambda c: len(c.messages) >= 4 + CONFIGS, 5)
         time.sleep(0.2)  # nothing more should come: events are not retained
         retained = {m.topic: m for m in late.messages}
         assert all(m.retain for m in late.messages)
@@ -178,13 +200,16 @@ def test_retained_availability_state_stats_and_discovery_greet_a_late_subscriber
         state = retained[f"{BASE}/state"].json()
         assert state["face_count"] == 1 and state["faces"][0]["emotion"] == "sad"
         assert retained[f"{BASE}/stats"].json()["fps"] == 14.5
+        assert retained[f"{BASE}/faces"].json()["faces"][0]["emotion_scores"]["sad"] == 0.88
         configs = [m.json() for t, m in retained.items() if t.startswith("homeassistant/")]
-        assert sorted(c["unique_id"] for c in configs) == [
-            "edge_agent_test-device_dominant_emotion",
-            "edge_agent_test-device_face_count",
-            "edge_agent_test-device_face_present",
-            "edge_agent_test-device_fps",
+        assert sorted(c["unique_id"] for c in configs if "unique_id" in c) == [
+            f"edge_agent_test-device_{name}" for name in sorted(ENTITIES)
         ]
+        triggers = [c for c in configs if c.get("automation_type") == "trigger"]
+        assert sorted((c["type"], c["subtype"]) for c in triggers) == sorted(
+            [("emotion_changed", e) for e in EMOTIONS]
+            + [("face_appeared", "face"), ("face_lost", "face")]
+        )
         assert f"{BASE}/events" not in retained
         validate_all(late.messages)
     publisher.stop()
@@ -435,3 +460,56 @@ def test_a_reloaded_stats_period_reaches_home_assistant(mosquitto: Mosquitto, tm
             assert collector.wait(lambda c: fps_config(c)[-1]["expire_after"] == 901, 5)
         finally:
             publisher.stop()
+
+
+def test_state_changes_only_when_an_owner_would_care_and_faces_carry_the_detail(
+    mosquitto: Mosquitto, tmp_path: Path
+):
+    """One steady happy face whose scores and age jitter every frame: `faces` follows every
+    frame, `state` (what Home Assistant records) changes twice: empty, then the face."""
+    import numpy as np
+
+    from edge_agent.types import Detection, FrameResult
+    from edge_agent.vision.classify import FaceAttributes
+    from edge_agent.vision.track import Tracker, TrackerSettings
+
+    tracker = Tracker(TrackerSettings(confirm_hits=2, smoothing_s=0.0, emotion_hold_s=0.0))
+    rng = np.random.default_rng(0)
+    config = publisher_config(
+        mosquitto.host, mosquitto.port, tmp_path, state_interval_s=0.0, faces_interval_s=0.0
+    )
+    with Collector(mosquitto, (f"{BASE}/state", f"{BASE}/faces")) as collector:
+        publisher = MqttPublisher(config)
+        publisher.start()
+        wall = time.time()
+        for index in range(60):
+            t = index * 0.1
+            tracks = tracker.associate([Detection((100.0, 80.0, 90.0, 90.0), 0.95)], t)
+            scores = np.full(len(EMOTIONS), 0.02, np.float32)
+            scores[EMOTIONS.index("happy")] = rng.uniform(0.80, 0.90)
+            tracker.observe(
+                tracks[0], FaceAttributes(scores, 30.0 + rng.uniform(-0.6, 0.6), 0.2), t
+            )
+            tracker.confirm(tracks, t)
+            result = FrameResult(index, t, [tr.result() for tr in tracks], tracker.drain_events())
+            publisher.publish_frame(result, wall + t)
+            time.sleep(0.005)
+        assert collector.wait(lambda c: len(c.snapshot("/faces")) >= 40, 5)
+        time.sleep(0.3)
+        publisher.stop()
+    states = [m.json() for m in collector.snapshot("/state")]
+    assert [(s["face_count"], s["dominant_emotion"]) for s in states] == [(0, None), (1, "happy")]
+    assert states[1]["faces"] == [{"track": 1, "emotion": "happy", "age": 30, "gender": "male"}]
+    validate_all(collector.messages)
+
+
+def test_stated_age_moves_in_whole_years_only_past_the_step():
+    from edge_agent.publish.messages import stated_age
+
+    assert stated_age(None, None) is None
+    assert stated_age(32.4, None) == 32
+    assert stated_age(33.9, 32) == 32  # within 2 years: unchanged
+    assert stated_age(30.1, 32) == 32
+    assert stated_age(34.0, 32) == 34
+    assert stated_age(29.6, 32) == 30
+    assert stated_age(None, 32) == 32  # no new estimate keeps the stated one

@@ -151,7 +151,8 @@ def test_a_full_disk_is_said_in_plain_words_with_what_is_lost(
     db = outbox._conn()
     pages = db.execute("PRAGMA page_count").fetchone()[0]
     db.execute(f"PRAGMA max_page_count = {pages}")
-    feed = ResultFeed(outbox, Topics.of("edge-agent", "dev"), "dev", lambda _: None, lambda: None)
+    topics = Topics.of("edge-agent", "dev")
+    feed = ResultFeed(outbox, topics, "dev", lambda _: None, lambda _: None, lambda: None)
     stored_events = 0
     for result in scene(200):
         feed.consume(result, time.time())  # type: ignore[arg-type]

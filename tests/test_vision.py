@@ -203,3 +203,24 @@ def test_the_default_detector_on_a_stream_finds_far_faces_within_a_cycle_and_kee
     assert counts[0] < 5  # one pyramid pass a frame: far faces come in over the cycle
     assert counts[cycle:] == [5] * 10
     assert _apart(detector.detect(frame))
+
+
+def test_emotion_flip_averages_each_face_with_its_mirror(media) -> None:
+    """On by default: the scores move (the mirror is a second opinion) and stay a
+    probability vector; off gives the single look."""
+    source = open_path(media("multi_face.jpg"))
+    frame = next(iter(source.frames()))
+    source.close()
+    pipeline = Pipeline(Config())
+    assert pipeline.classifier.emotion_flip
+    faces = pipeline.detector.scan(frame.image)
+    assert len(faces) == 5
+    both = [a.emotion_scores for a in pipeline.classifier.classify(frame.image, faces)]
+    pipeline.classifier.emotion_flip = False
+    single = [a.emotion_scores for a in pipeline.classifier.classify(frame.image, faces)]
+    moved = []
+    for flipped, plain in zip(both, single, strict=True):
+        assert flipped is not None and plain is not None
+        assert float(flipped.sum()) == pytest.approx(1.0, abs=1e-3)
+        moved.append(float(np.abs(flipped - plain).max()))
+    assert max(moved) > 0.02  # (five broad smiles: most are sure either way)

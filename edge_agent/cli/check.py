@@ -167,11 +167,15 @@ def check_state(config: Config) -> Row:
             WARN,
             f"{path} does not exist yet (systemd's StateDirectory creates it for the service)",
         )
+    disk = os.statvfs(path)
+    if disk.f_flag & os.ST_RDONLY:  # (root may write anywhere else; not here)
+        return Row(
+            "state", FAIL, f"{path}: read-only file system: the agent cannot start or store events"
+        )
     if not os.access(path, os.W_OK | os.X_OK):
         return Row(
             "state", WARN, f"{path} is not writable by this user (the service's user owns it)"
         )
-    disk = os.statvfs(path)
     if disk.f_bavail * disk.f_frsize < MIN_FREE_BYTES:
         free = disk.f_bavail * disk.f_frsize // 1024
         return Row("state", FAIL, f"{path}: disk full ({free} KB free): new events are not stored")

@@ -1,6 +1,6 @@
 """`edge-agent watch`: a live terminal table of what each device sees, read from MQTT.
 
-Subscribes to `<prefix>/<device|+>/{availability,state,stats,events}` (retained messages
+Subscribes to `<prefix>/<device|+>/{availability,state,faces,stats,events}` (retained messages
 fill the table at once) and redraws with plain ANSI escapes at most four times a second;
 when stdout is not a terminal it prints a plain snapshot per change instead. Loads no model
 runtime. Ctrl-C exits 0; an unreachable broker is one line on stderr and exit code 69.
@@ -32,7 +32,7 @@ from edge_agent.publish.connection import (
 
 log = logging.getLogger("edge_agent.cli.watch")
 
-KINDS = ("availability", "state", "stats", "events")
+KINDS = ("availability", "state", "faces", "stats", "events")
 REDRAW_S = 0.25
 RECENT_EVENTS = 8
 HOME, CLEAR_LINE, CLEAR_BELOW = "\x1b[H", "\x1b[K", "\x1b[J"
@@ -43,6 +43,7 @@ HIDE_CURSOR, SHOW_CURSOR = "\x1b[?25l", "\x1b[?25h"
 class Device:
     availability: str = "?"
     state: dict[str, Any] | None = None
+    faces: dict[str, Any] | None = None  # the per-face detail, with scores
     stats: dict[str, Any] | None = None
     events: int = 0
     last_update: float = 0.0
@@ -81,6 +82,8 @@ class Board:
             return
         if kind == "state":
             device.state = data
+        elif kind == "faces":
+            device.faces = data
         elif kind == "stats":
             device.stats = data
         else:
@@ -111,7 +114,7 @@ class Board:
                 f"{state.get('dominant_emotion') or '-'!s:<10} {device.events:>6} "
                 f"{_num(stats.get('outbox_depth'), 0):>6}  {_ago(now - device.last_update)}"
             )
-            for face in state.get("faces") or []:
+            for face in (device.faces or state).get("faces") or []:
                 lines.append("    " + _face_line(face))
         if self.recent:
             lines += ["", "recent events (newest first):"]

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from edge_agent.capture.camera import Capture
 from edge_agent.config import Config
+from edge_agent.daemon.host import board_model
 from edge_agent.display import Display, open_display
 from edge_agent.errors import ConfigError, EdgeAgentError
 from edge_agent.publish import MqttPublisher
@@ -48,11 +49,13 @@ def open_capture(config: Config, announce: Callable[[str], object]) -> Capture:
     return capture
 
 
-def open_publisher(config: Config, accelerator: str) -> MqttPublisher | None:
+def open_publisher(
+    config: Config, accelerator: str, stats: dict[str, object]
+) -> MqttPublisher | None:
     if not config.mqtt.enabled:
         return None
-    publisher = MqttPublisher(config, accelerator=accelerator)
-    publisher.start()
+    publisher = MqttPublisher(config, accelerator=accelerator, hardware=board_model())
+    publisher.start(stats)
     return publisher
 
 

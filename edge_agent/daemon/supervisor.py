@@ -41,6 +41,7 @@ from edge_agent.daemon.stats import Stats, percentiles
 from edge_agent.daemon.timers import Periodic
 from edge_agent.errors import EX_SOFTWARE, ConfigError, EdgeAgentError
 from edge_agent.publish import MqttPublisher
+from edge_agent.publish.messages import iso_utc
 from edge_agent.types import BrokerState, BrokerStatus, CameraState
 from edge_agent.vision.pipeline import Pipeline
 
@@ -90,6 +91,7 @@ class Daemon:
         self.verbose = verbose
         self.notifier = notifier or Notifier()
         self.stats = Stats()
+        self._started_at = iso_utc(time.time())
         self.models_loaded = threading.Event()
         self.ready = False
         self._extra_sinks = list(sinks)
@@ -123,7 +125,10 @@ class Daemon:
         if self._stop_requested():
             return
         self._capture = open_capture(config, self.notifier.status)
-        self._publisher = open_publisher(config, self._pipeline.accelerator.in_use)
+        # (the first stats go out with the fresh state, before `online`)
+        self._publisher = open_publisher(
+            config, self._pipeline.accelerator.in_use, self.stats_message()
+        )
         self._open_display()
         self._ip = local_ip()
         sinks: list[ResultSink] = []
@@ -208,6 +213,7 @@ class Daemon:
             "accelerator": self.accelerator or "cpu",
             "camera": self.camera_state,
             "uptime_s": round(time.monotonic() - self.stats.started, 1),
+            "started_at": self._started_at,
         }
         temperature = cpu_temperature_c()
         if temperature is not None:
@@ -353,7 +359,7 @@ class Daemon:
             self.shutdown()
             return failure.exit_code if isinstance(failure, EdgeAgentError) else EX_SOFTWARE
         log.info("source ended after %d frame(s)", self.stats.processed)
-        return self.shutdown()
+        return self.shutdown(source_ended=True)
 
     def _refresh_display(self) -> None:
         """Frames drive the display; while none come (camera starting, stalled or lost) the
@@ -389,8 +395,13 @@ class Daemon:
                 log.error("publishing stats failed: %s", error)
 
     # -- stop -------------------------------------------------------------------------------
-    def shutdown(self) -> int:
-        """Stop everything within STOP_BUDGET_S of being asked; 0 unless a thread hangs."""
+    def shutdown(self, *, source_ended: bool = False) -> int:
+        """Stop everything within STOP_BUDGET_S of being asked; 0 unless a thread hangs.
+
+        Only a source that ended closes the tracks (face_lost for each face in view): a
+        stop or a failure is not the faces leaving, and `offline` says the device no longer
+        knows. So a service restart flips no presence sensor to "nobody there" first.
+        """
         deadline = time.monotonic() + STOP_BUDGET_S
         self.notifier.stopping()
         if self._capture is not None:
@@ -400,7 +411,7 @@ class Daemon:
             hung = not self._loop.stop(deadline - time.monotonic() - 3.0)
             if hung:
                 log.error("the inference thread did not stop; exiting without it")
-            else:
+            elif source_ended:
                 self._loop.close_tracks()
         if self._display is not None:
             self._display.display.stop()

@@ -1,8 +1,11 @@
 """The inference thread's side of the publisher: results into outbox rows and state.
 
 Each frame's events are committed to the outbox before anything is sent (one sqlite
-transaction; most frames have none), and the `state` body is rebuilt from the confirmed
-faces. Only a changed state is handed to the sender, which decides when it may go.
+transaction; most frames have none), and two bodies are rebuilt from the confirmed faces:
+`faces`, the detail that moves every frame (scores, ages to a tenth), and `state`, only what
+an owner acts on (count, emotions, whole-year ages, genders), so that Home Assistant records
+a row when something happened rather than five a second. Only a changed body is handed to
+the sender, which decides when it may go.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from edge_agent.publish.messages import (
     Topics,
     event_payload,
     face_entry,
+    faces_body,
     iso_utc,
+    stamped,
     state_body,
-    state_payload,
+    stated_age,
 )
 from edge_agent.publish.outbox import Outbox
 from edge_agent.types import FrameResult
@@ -34,6 +39,7 @@ class ResultFeed:
         topics: Topics,
         device_id: str,
         offer_state: Callable[[dict[str, Any]], None],
+        offer_faces: Callable[[dict[str, Any]], None],
         wake: Callable[[], None],
     ) -> None:
         self.outbox = outbox
@@ -42,15 +48,19 @@ class ResultFeed:
         self.store_failures = 0  # events that could not be stored: never delivered
         self._store_problem: str | None = None  # the last logged, until a store succeeds
         self._offer_state = offer_state
+        self._offer_faces = offer_faces
         self._wake = wake
         self._faces: dict[int, dict[str, Any]] = {}  # confirmed, not yet lost
-        self._state_body = state_body([])
+        self._ages: dict[int, int | None] = {}  # the whole-year age `state` says, per track
+        self._state_body = state_body([], {})
+        self._faces_body = faces_body([])
 
-    def first_state(self) -> dict[str, Any]:
-        """No face yet: what `state` says until the first frame says otherwise."""
-        return state_payload(
-            self._state_body, device=self.device_id, updated_at=iso_utc(time.time())
-        )
+    def offer_first(self) -> None:
+        """No face yet: what `state` and `faces` say until the first frame says otherwise
+        (it replaces whatever a previous run left retained)."""
+        now = iso_utc(time.time())
+        self._offer_state(stamped(self._state_body, device=self.device_id, updated_at=now))
+        self._offer_faces(stamped(self._faces_body, device=self.device_id, updated_at=now))
 
     def consume(self, result: FrameResult, wall: float) -> None:
         """Store the frame's events and refresh the state; never blocks on the network."""
@@ -82,15 +92,25 @@ class ResultFeed:
             for event in result.events:
                 if event.type == "face_lost":
                     self._faces.pop(event.face.track, None)
+                    self._ages.pop(event.face.track, None)
                 else:
                     self._faces[event.face.track] = face_entry(event.face)
             changed = True
         for face in result.faces:
             if face.track in self._faces:
                 self._faces[face.track] = face_entry(face)
-        body = state_body(list(self._faces.values()))
+        for track, entry in self._faces.items():
+            self._ages[track] = stated_age(entry["age"], self._ages.get(track))
+        faces = list(self._faces.values())
+        detail = faces_body(faces)
+        if detail != self._faces_body:
+            self._faces_body = detail
+            self._offer_faces(stamped(detail, device=self.device_id, updated_at=iso_utc(wall)))
+            changed = False  # (the offer wakes the sender)
+        body = state_body(faces, self._ages)
         if body != self._state_body:
             self._state_body = body
-            self._offer_state(state_payload(body, device=self.device_id, updated_at=iso_utc(wall)))
-        elif changed:
+            self._offer_state(stamped(body, device=self.device_id, updated_at=iso_utc(wall)))
+            changed = False
+        if changed:
             self._wake()  # new rows in the outbox

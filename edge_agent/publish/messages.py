@@ -19,7 +19,8 @@ from edge_agent.types import UNCERTAIN, FaceResult, TrackEvent
 
 ONLINE = "online"
 OFFLINE = "offline"
-SCHEMA_NAMES = ("availability", "state", "event", "stats", "discovery")
+SCHEMA_NAMES = ("availability", "state", "faces", "event", "stats", "discovery")
+AGE_STEP_YEARS = 2  # how far a face's age estimate must move before `state` changes
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,10 @@ class Topics:
     @property
     def state(self) -> str:
         return f"{self.base}/state"
+
+    @property
+    def faces(self) -> str:
+        return f"{self.base}/faces"
 
     @property
     def events(self) -> str:
@@ -75,7 +80,7 @@ def event_payload(event: TrackEvent, *, device: str, ts: str) -> dict[str, Any]:
 
 
 def face_entry(face: FaceResult) -> dict[str, Any]:
-    """One face of `state`."""
+    """One face of `faces`: everything the classifiers say, as it moves frame by frame."""
     return {
         "track": face.track,
         "emotion": face.emotion,
@@ -95,19 +100,49 @@ def dominant_emotion(faces: list[dict[str, Any]]) -> str | None:
     counts = Counter(stated)
 
     def weight(label: str) -> tuple[int, float]:
-        total = sum((face["emotion_scores"] or {}).get(label, 0.0) for face in faces)
+        total = sum((face.get("emotion_scores") or {}).get(label, 0.0) for face in faces)
         return counts[label], total
 
     return max(counts, key=weight)
 
 
-def state_body(faces: list[dict[str, Any]]) -> dict[str, Any]:
-    """What is true now, without the time stamp (so two bodies compare equal when unchanged)."""
+def faces_body(faces: list[dict[str, Any]]) -> dict[str, Any]:
+    """The per-face detail now, without the time stamp (equal bodies mean no change)."""
     faces = sorted(faces, key=lambda face: face["track"])
-    return {"face_count": len(faces), "dominant_emotion": dominant_emotion(faces), "faces": faces}
+    return {"face_count": len(faces), "faces": faces}
 
 
-def state_payload(body: dict[str, Any], *, device: str, updated_at: str) -> dict[str, Any]:
+def stated_age(age: float | None, previous: int | None) -> int | None:
+    """The age `state` carries: whole years that move only when the estimate has moved by
+    AGE_STEP_YEARS, so a smoothed 32.4 ↔ 32.6 does not become a recorded state change."""
+    if age is None:
+        return previous
+    if previous is None or abs(age - previous) >= AGE_STEP_YEARS:
+        return round(age)
+    return previous
+
+
+def state_body(faces: list[dict[str, Any]], ages: dict[int, int | None]) -> dict[str, Any]:
+    """What an owner acts on (count, dominant emotion, each face's emotion, age and
+    gender), without the time stamp; `ages` holds each track's stated age."""
+    faces = sorted(faces, key=lambda face: face["track"])
+    return {
+        "face_count": len(faces),
+        "dominant_emotion": dominant_emotion(faces),
+        "faces": [
+            {
+                "track": face["track"],
+                "emotion": face["emotion"],
+                "age": ages.get(face["track"]),
+                "gender": face["gender"],
+            }
+            for face in faces
+        ],
+    }
+
+
+def stamped(body: dict[str, Any], *, device: str, updated_at: str) -> dict[str, Any]:
+    """A `state` or `faces` body as published."""
     return {"device": device, "updated_at": updated_at, **body}
 
 

@@ -29,7 +29,7 @@ OUTBOX_FILE = "outbox.sqlite3"
 class MqttPublisher:
     """Publishes one device's events, state and stats."""
 
-    def __init__(self, config: Config, *, accelerator: str = "cpu") -> None:
+    def __init__(self, config: Config, *, accelerator: str = "cpu", hardware: str = "") -> None:
         mqtt = config.mqtt
         self.device_id = config.effective_device_id
         # The rules live in edge_agent.config and ran when the file was loaded; applied
@@ -40,6 +40,7 @@ class MqttPublisher:
         self.topics = Topics.of(mqtt.topic_prefix, self.device_id)
         self.client_id = mqtt.client_id or f"edge-agent-{node_id(self.device_id)}"
         self.accelerator = accelerator
+        self.hardware = hardware  # the board, for Home Assistant's device page
         self.outbox_path = Path(config.state.dir) / OUTBOX_FILE
         self._mqtt = mqtt
         self._outbox: Outbox | None = None
@@ -72,8 +73,9 @@ class MqttPublisher:
         failed = 0 if self._feed is None else self._feed.store_failures
         return trimmed + rejected + failed
 
-    def start(self) -> None:
-        """Open the outbox and start the sender thread; returns at once."""
+    def start(self, stats: dict[str, object] | None = None) -> None:
+        """Open the outbox and start the sender thread; returns at once. `stats`, when
+        given, is the first stats message: it goes out before `online`."""
         if self._sender is not None:
             return
         if self._stopped:
@@ -94,13 +96,16 @@ class MqttPublisher:
             client_id=self.client_id,
             mqtt=mqtt,
             accelerator=self.accelerator,
+            hardware=self.hardware,
             outbox=outbox,
             events_dropped=lambda: self.events_dropped,
         )
         self._feed = ResultFeed(
-            outbox, self.topics, self.device_id, sender.offer_state, sender.wake
+            outbox, self.topics, self.device_id, sender.offer_state, sender.offer_faces, sender.wake
         )
-        sender.offer_state(self._feed.first_state())
+        self._feed.offer_first()
+        if stats is not None:
+            sender.offer_stats(stats)
         sender.start()
 
     def publish_frame(self, result: FrameResult, wall: float) -> None:

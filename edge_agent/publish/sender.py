@@ -2,7 +2,13 @@
 
 The sender owns the paho client and runs its network loop itself (select on the socket and
 a wake-up pipe), so everything paho does happens on this one thread. Other threads hand it
-work only through `offer_state`, `offer_stats`, `set_stats_interval` and `wake`.
+work only through `offer_state`, `offer_faces`, `offer_stats`, `set_stats_interval` and
+`wake`.
+
+On every connection the retained picture is rebuilt before `online` is said: discovery
+configs, then the current `state`, `faces` and stats. A subscriber (Home Assistant) that
+sees the device come online therefore never shows the previous run's faces or frame rate
+first.
 
 Each connection gets a fresh paho client: paho's own in-memory resend queue never
 outlives a connection, and after a reconnect the backlog is re-read from the outbox,
@@ -49,6 +55,22 @@ ACK_BATCH, ACK_DELAY_S = 64, 0.05  # acknowledged rows are deleted together, soo
 _Message = tuple[str, bytes, int, bool]  # topic, payload, qos, retain
 
 
+@dataclasses.dataclass(slots=True)
+class _Latest:
+    """A retained topic where only the newest payload matters, sent at most once every
+    `interval_s` and always ending on the latest."""
+
+    topic: str
+    qos: int
+    interval_s: float
+    pending: dict[str, Any] | None = None  # under the sender's lock
+    last: dict[str, Any] | None = None  # the sender thread only, from here on
+    sent_at: float = 0.0
+
+    def due(self, now: float) -> float:
+        return self.sent_at + self.interval_s - now
+
+
 # paho reports a socket the broker closed (a broker shutting down, restarting, or dropping
 # us) as 128 "Unspecified error", which reads like a fault of ours.
 _DISCONNECT_WORDS = {
@@ -78,6 +100,7 @@ class Sender:
         client_id: str,
         mqtt: MqttConfig,
         accelerator: str,
+        hardware: str,
         outbox: Outbox,
         events_dropped: Callable[[], int],
     ) -> None:
@@ -86,6 +109,7 @@ class Sender:
         self.device_id = device_id
         self.client_id = client_id
         self.accelerator = accelerator
+        self.hardware = hardware
         self._mqtt = mqtt
         self._outbox = outbox
         self._events_dropped = events_dropped
@@ -98,7 +122,8 @@ class Sender:
         self._wake_w.setblocking(False)
         # Shared with the other threads, under the lock.
         self._lock = threading.Lock()
-        self._pending_state: dict[str, Any] | None = None
+        self._state = _Latest(topics.state, 1, mqtt.state_interval_s)
+        self._faces = _Latest(topics.faces, 0, mqtt.faces_interval_s)
         self._pending_stats: tuple[dict[str, Any], float] | None = None
         # This thread only.
         self._client: paho.Client | None = None
@@ -111,8 +136,7 @@ class Sender:
         self._cursor = 0
         self._window = WINDOW
         self._control: deque[_Message] = deque()
-        self._last_state: dict[str, Any] | None = None
-        self._last_state_sent = 0.0
+        self._last_stats: tuple[dict[str, Any], float] | None = None
         self._resend_discovery = False
         self.rejected = 0  # events the broker refused: never delivered
         self._last_failure: BrokerStatus | None = None
@@ -130,8 +154,15 @@ class Sender:
 
     def offer_state(self, payload: dict[str, Any]) -> None:
         """The newest state replaces any not yet sent."""
+        self._offer(self._state, payload)
+
+    def offer_faces(self, payload: dict[str, Any]) -> None:
+        """The newest per-face detail replaces any not yet sent."""
+        self._offer(self._faces, payload)
+
+    def _offer(self, slot: _Latest, payload: dict[str, Any]) -> None:
         with self._lock:
-            self._pending_state = payload
+            slot.pending = payload
         self.wake()
 
     def offer_stats(self, stats: dict[str, Any]) -> None:
@@ -284,12 +315,11 @@ class Sender:
         if self._acked:
             return max(0.0, self._acked_since + ACK_DELAY_S - now)
         with self._lock:
-            pending_state = self._pending_state is not None
-        if pending_state and self._connected and len(self._inflight) < self._window:
+            waiting = [slot for slot in (self._state, self._faces) if slot.pending is not None]
+        if waiting and self._connected and len(self._inflight) < self._window:
             # (with the window full only an ack can let it go: wait on the socket, or
             # select() would return at once and spin)
-            due = self._last_state_sent + self._mqtt.state_interval_s - now
-            return max(0.0, min(1.0, due))
+            return max(0.0, min(1.0, *(slot.due(now) for slot in waiting)))
         return 1.0
 
     def _on_connect(
@@ -339,14 +369,24 @@ class Sender:
         self._window = max(1, min(WINDOW, receive_maximum or WINDOW))
         self._status = BrokerStatus(BrokerState.CONNECTED)
         log.info("MQTT connected to %s", self.connection.describe())
-        self._control.append((self.topics.availability, ONLINE.encode(), 1, True))
         if self._mqtt.discovery:
             client.subscribe(status_topic(self._mqtt.discovery_prefix), qos=1)
             self._queue_discovery()
+        # The broker may have lost what we sent, or hold the previous run's: the current
+        # picture goes again, and only then `online`.
+        now = time.monotonic()
+        for slot in (self._state, self._faces):
+            with self._lock:
+                payload, slot.pending = slot.pending or slot.last, None
+            if payload is not None:
+                slot.last, slot.sent_at = payload, now
+                self._control.append((slot.topic, dumps(payload), slot.qos, True))
         with self._lock:
-            if self._pending_state is None and self._last_state is not None:
-                self._pending_state = self._last_state  # the broker may have lost it
-        self._last_state_sent = 0.0
+            stats, self._pending_stats = self._pending_stats or self._last_stats, None
+        if stats is not None:
+            self._last_stats = stats
+            self._control.append((self.topics.stats, self._stats_message(*stats), 0, True))
+        self._control.append((self.topics.availability, ONLINE.encode(), 1, True))
 
     def _queue_discovery(self) -> None:
         for topic, config in discovery_messages(
@@ -354,6 +394,8 @@ class Sender:
             self.topics,
             self._mqtt.discovery_prefix,
             stats_interval_s=self._mqtt.stats_interval_s,
+            area=self._mqtt.area,
+            hardware=self.hardware,
         ):
             self._control.append((topic, dumps(config), 1, True))
 
@@ -374,29 +416,19 @@ class Sender:
         while self._control and len(self._inflight) < self._window:
             if not self._send(client, *self._control.popleft()):
                 return
-        if (
-            len(self._inflight) < self._window
-            and now - self._last_state_sent >= self._mqtt.state_interval_s
-        ):
-            with self._lock:
-                state, self._pending_state = self._pending_state, None
-            if state is not None:
-                self._last_state, self._last_state_sent = state, now
-                if not self._send(client, self.topics.state, dumps(state), 1, True):
-                    return
+        for slot in (self._state, self._faces):
+            if len(self._inflight) < self._window and slot.due(now) <= 0:
+                with self._lock:
+                    payload, slot.pending = slot.pending, None
+                if payload is not None:
+                    slot.last, slot.sent_at = payload, now
+                    if not self._send(client, slot.topic, dumps(payload), slot.qos, True):
+                        return
         with self._lock:
             stats, self._pending_stats = self._pending_stats, None
         if stats is not None:
-            payload = stats_payload(
-                stats[0],
-                device=self.device_id,
-                ts=iso_utc(stats[1]),
-                accelerator=self.accelerator,
-                outbox_depth=outbox.depth,
-                events_dropped=self._events_dropped(),
-                outbox_error=outbox.error,
-            )
-            if not self._send(client, self.topics.stats, dumps(payload), 0, True):
+            self._last_stats = stats
+            if not self._send(client, self.topics.stats, self._stats_message(*stats), 0, True):
                 return
         while len(self._inflight) < self._window:
             rows = outbox.read(self._cursor, self._window - len(self._inflight))
@@ -406,6 +438,20 @@ class Sender:
                 if not self._send(client, topic, body, 1, False, row_id):
                     return
                 self._cursor = row_id
+
+    def _stats_message(self, stats: dict[str, Any], wall: float) -> bytes:
+        outbox = self._outbox
+        return dumps(
+            stats_payload(
+                stats,
+                device=self.device_id,
+                ts=iso_utc(wall),
+                accelerator=self.accelerator,
+                outbox_depth=outbox.depth,
+                events_dropped=self._events_dropped(),
+                outbox_error=outbox.error,
+            )
+        )
 
     def _send(
         self,
@@ -425,7 +471,7 @@ class Sender:
 
     def _flushed(self) -> bool:
         with self._lock:
-            state_pending = self._pending_state is not None
+            state_pending = self._state.pending is not None
         return (
             not state_pending
             and not self._control

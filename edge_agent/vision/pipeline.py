@@ -89,6 +89,7 @@ class Pipeline:
             **models,
             level_faces=classifier.level_faces,
             emotion_min_face=classifier.emotion_min_face,
+            emotion_flip=classifier.emotion_flip,
         )
         self.tracker = Tracker(tracker_settings(config))
 

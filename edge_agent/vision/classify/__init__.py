@@ -80,6 +80,7 @@ class FaceClassifier:
         *,
         level_faces: bool = True,
         emotion_min_face: float = 0.0,
+        emotion_flip: bool = False,
     ) -> None:
         self.emotion, self.age, self.gender = emotion, age, gender
         # The model's own label order (its manifest entry) taken to EMOTIONS order.
@@ -89,6 +90,7 @@ class FaceClassifier:
         self._margin = float(spec.get("crop_margin", EMOTION_MARGIN))
         self.level_faces = level_faces
         self.emotion_min_face = emotion_min_face  # may change between frames (SIGHUP)
+        self.emotion_flip = emotion_flip
         # Chips and model inputs are written into buffers kept per shape, so a steady scene
         # allocates no image-sized arrays per frame; a new face count adds one set.
         self._buffers: dict[tuple[str, int], np.ndarray] = {}
@@ -147,7 +149,18 @@ class FaceClassifier:
             return results
         if self.emotion is not None:
             batch = self._emotion_input(image, faces)
-            probabilities = _run_batched(self.emotion, batch)[:, self._emotion_order]
+            if self.emotion_flip:
+                # A face and its mirror are the same expression; the model's errors on the
+                # two are partly independent, so their mean is right more often.
+                count = len(faces)
+                both = self._buffer("emotion_flip", (2 * count, *batch.shape[1:]), np.float32)
+                both[:count] = batch
+                both[count:] = batch[:, :, ::-1]
+                raw = _run_batched(self.emotion, both)
+                raw = (raw[:count] + raw[count:]) * np.float32(0.5)
+            else:
+                raw = _run_batched(self.emotion, batch)
+            probabilities = raw[:, self._emotion_order]
             scored = zip(results, faces, probabilities, strict=True)
             for result, face, scores in scored:
                 result.emotion_scores = scores
