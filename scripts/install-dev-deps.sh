@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Debian packages the tests drive for real: mosquitto (the broker), systemd's analyzer for
 # the unit file, shellcheck for our shell scripts, openssl for the TLS test certificates,
-# python3-systemd (systemd-python, as install.sh puts it on the Pi) for the notify test.
+# python3-systemd (systemd-python, as install.sh puts it on the Pi) for the notify test,
+# chromium and its chromedriver for scripts/ha_screenshot.py (Home Assistant's device page).
 # Installs only what is missing.
 set -euo pipefail
-packages=(make ca-certificates mosquitto systemd shellcheck python3-venv openssl python3-systemd)
+packages=(make ca-certificates mosquitto systemd shellcheck python3-venv openssl python3-systemd
+    chromium chromium-driver)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

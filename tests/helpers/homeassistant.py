@@ -585,8 +585,7 @@ class Stack:
         config.mqtt.host, config.mqtt.port = self.broker.host, self.broker.port
         config.mqtt.reconnect_min_s, config.mqtt.reconnect_max_s = 0.1, 1.0
         config.mqtt.stats_interval_s = self.stats_interval_s
-        if hasattr(config.mqtt, "area"):  # TEMP: old code has no mqtt.area
-            config.mqtt.area = self.area
+        config.mqtt.area = self.area
         return write(self.directory / "agent.toml", config)
 
     def start_agent(self) -> None:
@@ -605,12 +604,15 @@ class Stack:
             self._ws = self.ha.websocket()
         return self._ws
 
-    def restart_ha(self) -> None:
+    def restart_ha(self, *, finish_onboarding: bool = False) -> None:
         assert self.ha is not None
         if self._ws is not None:
             self._ws.close()
             self._ws = None
-        self.ha.restart()
+        if finish_onboarding:
+            self.ha.finish_onboarding()
+        else:
+            self.ha.restart()
 
     def device_entry(self) -> dict[str, Any] | None:
         from edge_agent.publish.discovery import node_id
