@@ -3,7 +3,8 @@
 onboarded, with the MQTT integration set up as a user sets it up, and spoken to through
 the same REST and websocket APIs the frontend uses.
 
-`ha_venv()` builds or finds the venv; `HomeAssistant(directory, broker_port)` runs it.
+`ha_venv()` builds or finds the venv; `HomeAssistant(directory, broker_port)` runs it;
+`Stack` runs it with mosquitto and the real daemon on a clip, as an owner would.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.demo.mosquitto import free_port
+from edge_agent.publish.discovery import node_id
 from helpers import wait_until
+from helpers.daemon import Daemon, base_config, write
+from helpers.mqtt import Collector, Mosquitto
 
 HA_VERSION = "2024.3.3"  # the last release that runs on Python 3.11
 VENV_ENV = "EDGE_AGENT_HA_VENV"
@@ -38,8 +42,8 @@ HOST = "127.0.0.1"
 # mqtt and file_upload, person's image_upload, frontend, analytics and hardware, backup;
 # the recorder that analytics imports though it is not set up; camera and the stream it
 # imports, since the MQTT entry sets up every MQTT platform), so that it never needs pip
-# at run time; and josepy 1, since with josepy 2 every request
-# fails on `module 'josepy' has no attribute 'ComparableX509'`.
+# at run time; and josepy 1, since with josepy 2 every request fails on
+# `module 'josepy' has no attribute 'ComparableX509'`.
 EXTRA_REQUIREMENTS = (
     "paho-mqtt==1.6.1",
     "janus==1.0.0",
@@ -225,7 +229,15 @@ class Websocket:
 
     def call(self, kind: str, **data: Any) -> Any:
         """The `result` of one command; HaError when HA answers `success: false`."""
-        ident = self.send(kind, **data)
+        return self._result(self.send(kind, **data), kind)
+
+    def subscribe_events(self, event_type: str) -> int:
+        """The subscription id; its events collect in `events(id)` from now on."""
+        ident = self.send("subscribe_events", event_type=event_type)
+        self._result(ident, "subscribe_events")
+        return ident
+
+    def _result(self, ident: int, kind: str) -> Any:
         deadline = time.monotonic() + self.timeout
         with self._arrived:
             while ident not in self._results:
@@ -237,22 +249,6 @@ class Websocket:
         if not reply.get("success"):
             raise HaError(f"{kind} failed: {reply.get('error')}")
         return reply.get("result")
-
-    def subscribe_events(self, event_type: str) -> int:
-        """The subscription id; its events collect in `events(id)` from now on."""
-        ident = self.send("subscribe_events", event_type=event_type)
-        with self._arrived:
-            self._events.setdefault(ident, [])
-        deadline = time.monotonic() + self.timeout
-        with self._arrived:
-            while ident not in self._results:
-                left = deadline - time.monotonic()
-                if self._closed or left <= 0:
-                    raise HaError("subscribe_events was not confirmed")
-                self._arrived.wait(left)
-            if not self._results.pop(ident).get("success"):
-                raise HaError("subscribe_events failed")
-        return ident
 
     @property
     def closed(self) -> bool:
@@ -547,8 +543,6 @@ class Stack:
         area: str = "Kitchen",
         stats_interval_s: float = 2.0,
     ) -> None:
-        from helpers.mqtt import Collector, Mosquitto
-
         self.directory = directory
         self.clip = clip
         self.device = device
@@ -557,14 +551,13 @@ class Stack:
         self.broker = Mosquitto(directory / "mosquitto")
         self.ha: HomeAssistant | None = None
         self.collector: Collector | None = None
-        self.agent: Any = None  # a helpers.daemon.Daemon
+        self.agent: Daemon | None = None
         self._ws: Websocket | None = None
-        self._collector_type = Collector
 
     def start(self) -> Stack:
         self.broker.start()
         try:
-            self.collector = self._collector_type(
+            self.collector = Collector(
                 self.broker, (f"edge-agent/{self.device}/#", "homeassistant/#")
             ).start()
             self.ha = HomeAssistant(self.directory / "homeassistant", self.broker.port).start()
@@ -575,8 +568,6 @@ class Stack:
         return self
 
     def agent_config(self) -> Path:
-        from helpers.daemon import base_config, write
-
         config = base_config(self.directory)
         config.device_id = self.device
         config.camera.source = str(self.clip)
@@ -589,8 +580,6 @@ class Stack:
         return write(self.directory / "agent.toml", config)
 
     def start_agent(self) -> None:
-        from helpers.daemon import Daemon
-
         self.agent = Daemon(self.agent_config(), None, watchdog_usec=None)
 
     def agent_running(self) -> bool:
@@ -615,8 +604,6 @@ class Stack:
             self.ha.restart()
 
     def device_entry(self) -> dict[str, Any] | None:
-        from edge_agent.publish.discovery import node_id
-
         wanted = ["mqtt", f"edge_agent_{node_id(self.device)}"]
         for device in self.ws.call("config/device_registry/list"):
             if wanted in device["identifiers"]:
@@ -624,8 +611,6 @@ class Stack:
         return None
 
     def entities(self) -> dict[str, dict[str, Any]]:
-        from edge_agent.publish.discovery import node_id
-
         device = self.device_entry()
         if device is None:
             return {}
