@@ -153,7 +153,7 @@ def _entities(topics: Topics, expire_s: int) -> list[tuple[str, str, dict[str, A
                 "device_class": "enum",
                 "options": list(GENDERS),
                 "state_topic": topics.state,
-                "value_template": f"{{{{ {main_face}.gender }}}}",
+                "value_template": f"{{{{ {main_face}.gender if value_json.faces else none }}}}",
                 "availability": _while(topics, f"value_json.faces and {main_face}.gender"),
             },
         ),

@@ -52,6 +52,7 @@ class ResultFeed:
         self._wake = wake
         self._faces: dict[int, dict[str, Any]] = {}  # confirmed, not yet lost
         self._ages: dict[int, int | None] = {}  # the whole-year age `state` says, per track
+        self._age_sums: dict[int, tuple[float, int]] = {}  # each track's ages so far
         self._state_body = state_body([], {})
         self._faces_body = faces_body([])
 
@@ -93,14 +94,24 @@ class ResultFeed:
                 if event.type == "face_lost":
                     self._faces.pop(event.face.track, None)
                     self._ages.pop(event.face.track, None)
+                    self._age_sums.pop(event.face.track, None)
                 else:
                     self._faces[event.face.track] = face_entry(event.face)
             changed = True
         for face in result.faces:
             if face.track in self._faces:
                 self._faces[face.track] = face_entry(face)
-        for track, entry in self._faces.items():
-            self._ages[track] = stated_age(entry["age"], self._ages.get(track))
+        for face in result.faces:
+            if face.track in self._faces and face.age is not None:
+                total, count = self._age_sums.get(face.track, (0.0, 0))
+                self._age_sums[face.track] = (total + face.age, count + 1)
+        for track in self._faces:
+            # The mean over the whole time in view: the per-frame estimate wanders by
+            # years on a still face, its mean settles, so `state` (and the recorder) sees
+            # a few changes early and then none.
+            total, count = self._age_sums.get(track, (0.0, 0))
+            mean = total / count if count else None
+            self._ages[track] = stated_age(mean, self._ages.get(track))
         faces = list(self._faces.values())
         detail = faces_body(faces)
         if detail != self._faces_body:
