@@ -39,7 +39,7 @@ EXPECTED: dict[str, tuple[str, dict[str, Any], str | None]] = {
     "gender": ("sensor", {"device_class": "enum"}, None),
     "emotion_event": ("event", {"event_types": sorted(EVENT_TYPES)}, None),
     "fps": ("sensor", {"unit_of_measurement": "fps"}, "diagnostic"),
-    "latency": ("sensor", {"unit_of_measurement": "ms", "state_class": "measurement"}, "diagnostic"),
+    "latency": ("sensor", {"unit_of_measurement": "ms"}, "diagnostic"),
     "frames_dropped": ("sensor", {}, "diagnostic"),
     "outbox_depth": ("sensor", {}, "diagnostic"),
     "events_dropped": ("sensor", {}, "diagnostic"),
