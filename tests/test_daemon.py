@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from helpers.camera import MjpegCamera
-from helpers.daemon import Daemon, NotifySocket, base_config, write
+from helpers.daemon import Daemon, NotifySocket, base_config, on_a_clip, write
 
 CLIP = "WolfgangLanger_Pexels.mp4"
 
@@ -157,13 +157,8 @@ def test_the_whole_appliance_with_a_real_broker_and_panel(
 
     from edge_agent.publish.messages import load_schema
 
-    config = base_config(tmp_path)
-    config.device_id = "daemon-test"
-    config.camera.source = str(media(CLIP))
-    config.camera.loop = True
-    config.mqtt.enabled = True
-    config.mqtt.host, config.mqtt.port = mosquitto.host, mosquitto.port
-    config.mqtt.stats_interval_s = 1.0
+    broker = (mosquitto.host, mosquitto.port)
+    config = on_a_clip(tmp_path, media(CLIP), "daemon-test", broker, stats_interval_s=1.0)
     config.mqtt.discovery = False
     config.display.kind = "png"
     config.display.path = str(tmp_path / "panel.png")

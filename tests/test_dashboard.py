@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import http.client
-import itertools
 import json
 import socket
 import threading
@@ -19,12 +18,11 @@ from typing import Any
 import pytest
 from helpers import cli, wait_until
 from helpers.dashboard import Dashboard, PageDevice, read_events
-from helpers.mqtt import Mosquitto, free_port, publisher_config, scene
+from helpers.mqtt import Mosquitto, free_port, sad_face_publisher
 
 from edge_agent.dashboard import fleet as fleet_module
 from edge_agent.dashboard.fleet import WINDOW_S, Fleet, Timeline
 from edge_agent.dashboard.server import DashboardServer
-from edge_agent.publish import MqttPublisher
 from edge_agent.types import EMOTIONS
 
 
@@ -402,15 +400,7 @@ def test_an_unreachable_broker_or_a_taken_port_is_one_line_and_69(tmp_path: Path
 def test_the_dashboard_streams_a_live_publisher_and_stops_on_sigterm(
     mosquitto: Mosquitto, tmp_path: Path
 ):
-    publisher = MqttPublisher(
-        publisher_config(mosquitto.host, mosquitto.port, tmp_path, state_interval_s=0.0)
-    )
-    publisher.start()
-    stream = scene(12)
-    for result in itertools.islice(stream, 4):  # one face, now sad
-        publisher.publish_frame(result, time.time())  # type: ignore[arg-type]
-    publisher.publish_stats({"fps": 12.5})
-    assert wait_until(lambda: publisher.outbox_depth == 0 and publisher.last_seq == 2, 5)
+    publisher, stream = sad_face_publisher(mosquitto, tmp_path)
     password = tmp_path / "password"
     password.write_text("letmein\n")
     password.chmod(0o600)

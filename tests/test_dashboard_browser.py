@@ -15,7 +15,7 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 from helpers import need, wait_until
-from helpers.daemon import base_config, write
+from helpers.daemon import on_a_clip, write
 from helpers.dashboard import REPO, Dashboard, chrome
 from helpers.mqtt import Collector, Mosquitto, free_port
 
@@ -63,13 +63,8 @@ def test_the_page_shows_a_live_daemon_its_events_its_end_and_markup_as_text(
     tmp_path: Path, media, mosquitto: Mosquitto
 ):
     chromium, chromedriver = need("chromium"), need("chromedriver")
-    config = base_config(tmp_path)
-    config.device_id = DEVICE
-    config.camera.source = str(media(CLIP))
-    config.camera.loop = True
-    config.mqtt.enabled = True
-    config.mqtt.host, config.mqtt.port = mosquitto.host, mosquitto.port
-    config.mqtt.stats_interval_s = 1.0
+    broker = (mosquitto.host, mosquitto.port)
+    config = on_a_clip(tmp_path, media(CLIP), DEVICE, broker, stats_interval_s=1.0)
     config.mqtt.discovery = False
     publish(mosquitto, [(f"edge-agent/{EVIL}/availability", "<img src=x onerror=pwned=2>", True)])
 

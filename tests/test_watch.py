@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import signal
 import subprocess
@@ -12,10 +11,9 @@ import time
 from pathlib import Path
 
 from helpers import wait_until
-from helpers.mqtt import Mosquitto, free_port, publisher_config, scene
+from helpers.mqtt import Mosquitto, free_port, sad_face_publisher
 
 from edge_agent.cli.watch import Board
-from edge_agent.publish import MqttPublisher
 
 
 def _config_file(path: Path, port: int) -> Path:
@@ -77,15 +75,7 @@ def test_the_board_shows_devices_faces_and_recent_events():
 def test_watch_shows_a_live_device_and_exits_cleanly_on_ctrl_c(
     mosquitto: Mosquitto, tmp_path: Path
 ):
-    publisher = MqttPublisher(
-        publisher_config(mosquitto.host, mosquitto.port, tmp_path, state_interval_s=0.0)
-    )
-    publisher.start()
-    stream = scene(12)
-    for result in itertools.islice(stream, 4):  # one face, now sad
-        publisher.publish_frame(result, time.time())  # type: ignore[arg-type]
-    publisher.publish_stats({"fps": 12.5})
-    assert wait_until(lambda: publisher.outbox_depth == 0 and publisher.last_seq == 2, 5)
+    publisher, stream = sad_face_publisher(mosquitto, tmp_path)
     config = _config_file(tmp_path / "watch.toml", mosquitto.port)
     watch = subprocess.Popen(
         [

@@ -27,6 +27,20 @@ def base_config(tmp_path: Path) -> Config:
     return config
 
 
+def on_a_clip(
+    tmp_path: Path, clip: Path, device: str, broker: tuple[str, int], *, stats_interval_s: float
+) -> Config:
+    """`base_config` looping `clip` and publishing as `device` to the broker (host, port)."""
+    config = base_config(tmp_path)
+    config.device_id = device
+    config.camera.source = str(clip)
+    config.camera.loop = True
+    config.mqtt.enabled = True
+    config.mqtt.host, config.mqtt.port = broker
+    config.mqtt.stats_interval_s = stats_interval_s
+    return config
+
+
 def write(path: Path, config: Config) -> Path:
     path.write_text(config_model.render_toml(config))
     return path

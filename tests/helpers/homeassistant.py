@@ -31,7 +31,7 @@ from typing import Any
 from edge_agent.demo.mosquitto import free_port
 from edge_agent.publish.discovery import node_id
 from helpers import wait_until
-from helpers.daemon import Daemon, base_config, write
+from helpers.daemon import Daemon, on_a_clip, write
 from helpers.mqtt import Collector, Mosquitto
 
 HA_VERSION = "2024.3.3"  # the last release that runs on Python 3.11
@@ -568,14 +568,11 @@ class Stack:
         return self
 
     def agent_config(self) -> Path:
-        config = base_config(self.directory)
-        config.device_id = self.device
-        config.camera.source = str(self.clip)
-        config.camera.loop = True
-        config.mqtt.enabled = True
-        config.mqtt.host, config.mqtt.port = self.broker.host, self.broker.port
+        broker = (self.broker.host, self.broker.port)
+        config = on_a_clip(
+            self.directory, self.clip, self.device, broker, stats_interval_s=self.stats_interval_s
+        )
         config.mqtt.reconnect_min_s, config.mqtt.reconnect_max_s = 0.1, 1.0
-        config.mqtt.stats_interval_s = self.stats_interval_s
         config.mqtt.area = self.area
         return write(self.directory / "agent.toml", config)
 

@@ -364,3 +364,23 @@ def _publish_main(options: dict[str, Any]) -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "publish":
         _publish_main(json.loads(sys.argv[2]))
+
+
+def sad_face_publisher(broker: Mosquitto, state_dir: Path) -> tuple[Any, Iterator[object]]:
+    """A started MqttPublisher that has shown one face, now sad (2 events delivered), and
+    stats with fps 12.5: a live device for a subscriber to find; and the rest of its scene
+    (8 frames: the face leaves, another comes)."""
+    import itertools
+
+    from edge_agent.publish import MqttPublisher
+
+    publisher = MqttPublisher(
+        publisher_config(broker.host, broker.port, state_dir, state_interval_s=0.0)
+    )
+    publisher.start()
+    stream = scene(12)
+    for result in itertools.islice(stream, 4):  # one face, now sad
+        publisher.publish_frame(result, time.time())  # type: ignore[arg-type]
+    publisher.publish_stats({"fps": 12.5})
+    assert wait_until(lambda: publisher.outbox_depth == 0 and publisher.last_seq == 2, 5)
+    return publisher, stream
