@@ -182,6 +182,10 @@ def test_the_whole_appliance_with_a_real_broker_and_panel(
         topics = [m.topic.rsplit("/", 1)[1] for m in collector.snapshot()]
         online = topics.index("availability")
         assert {"state", "faces", "stats"} <= set(topics[:online]), topics[: online + 1]
+        # ... and that state already holds the face in view from the first frames: no
+        # "no one there" between unavailable and the face.
+        before = [m for m in collector.snapshot()[:online] if m.topic.endswith("/state")]
+        assert before[-1].json()["face_count"] == 1, [m.json() for m in before]
         seen = len(collector.snapshot())
         term_at = time.monotonic()
         daemon.process.send_signal(signal.SIGTERM)

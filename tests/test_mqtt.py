@@ -513,3 +513,51 @@ def test_stated_age_moves_in_whole_years_only_past_the_step():
     assert stated_age(34.0, 32) == 34
     assert stated_age(29.6, 32) == 30
     assert stated_age(None, 32) == 32  # no new estimate keeps the stated one
+
+
+def test_a_tie_keeps_the_dominant_emotion_and_gender_needs_confidence_to_change():
+    from edge_agent.publish.messages import dominant_emotion, stated_gender
+
+    def face(emotion: str, score: float) -> dict[str, object]:
+        return {"emotion": emotion, "emotion_scores": {emotion: score}}
+
+    jitter = [face("happy", 0.7), face("sad", 0.8)]
+    assert dominant_emotion(jitter) == "sad"  # no history: the larger summed score
+    assert dominant_emotion(jitter, previous="happy") == "happy"  # a tie keeps it
+    assert dominant_emotion([*jitter, face("sad", 0.6)], previous="happy") == "sad"
+    assert stated_gender("male", 0.55, None) == "male"
+    assert stated_gender("female", 0.55, "male") == "male"  # near 0.5: no flip
+    assert stated_gender("female", 0.65, "male") == "female"
+    assert stated_gender(None, None, "male") == "male"
+
+
+def test_stop_sends_the_latest_faces_and_online_waits_for_announce(
+    mosquitto: Mosquitto, tmp_path: Path
+):
+    """The last payloads go out at stop even inside their interval; with hold_online,
+    `online` comes only after announce(), behind the state it follows."""
+    from helpers.mqtt import scene as frames
+
+    config = publisher_config(mosquitto.host, mosquitto.port, tmp_path, faces_interval_s=5.0)
+    with Collector(mosquitto, (f"{BASE}/#",)) as collector:
+        publisher = MqttPublisher(config)
+        publisher.start(STATS, hold_online=True)
+        assert collector.wait(lambda c: c.snapshot("/stats"), 5)
+        time.sleep(0.3)
+        assert not collector.snapshot("/availability")
+        stream = frames(6)
+        for result in stream:
+            publisher.publish_frame(result, time.time())  # type: ignore[arg-type]
+        publisher.announce()
+        assert collector.wait(lambda c: c.snapshot("/availability"), 5)
+        topics = [m.topic.rsplit("/", 1)[1] for m in collector.snapshot()]
+        assert topics.index("availability") > max(
+            i for i, t in enumerate(topics) if t in ("state", "faces", "stats")
+        )
+        publisher.stop()  # the newest faces waited for its 5 s slot: it goes now
+    with Collector(mosquitto, (f"{BASE}/faces", f"{BASE}/state")) as late:
+        assert late.wait(lambda c: len(c.messages) == 2, 5)
+        retained = {m.topic.rsplit("/", 1)[1]: m.json() for m in late.messages}
+    assert retained["faces"]["faces"][0]["emotion_scores"] is not None
+    assert retained["faces"]["face_count"] == retained["state"]["face_count"] == 1
+    assert retained["faces"]["updated_at"] >= retained["state"]["updated_at"]

@@ -55,7 +55,7 @@ def open_publisher(
     if not config.mqtt.enabled:
         return None
     publisher = MqttPublisher(config, accelerator=accelerator, hardware=board_model())
-    publisher.start(stats)
+    publisher.start(stats, hold_online=True)  # the supervisor announces it
     return publisher
 
 

@@ -50,6 +50,9 @@ log = logging.getLogger("edge_agent.daemon")
 STOP_BUDGET_S = 5.0  # SIGTERM to exit, all included
 STATUS_PERIOD_S = 2.0
 SIGNAL_POLL_S = 0.1  # how soon the main loop notices a signal
+# `online` goes out once a face in view at the start can have been confirmed, or after this
+# long without frames (a camera that fails at boot still shows its device and diagnostics).
+ANNOUNCE_LATEST_S = 15.0
 DISPLAY_REFRESH_S = 1.0  # redraw period while no frames drive the display
 IP_REFRESH_S = 60.0
 DISABLED = BrokerStatus(BrokerState.DISABLED)
@@ -309,6 +312,8 @@ class Daemon:
         display = Periodic(DISPLAY_REFRESH_S, first_in_s=0.0)
         reported_camera = self.camera_state
         pinged_at_count = 0
+        announce_by = time.monotonic() + ANNOUNCE_LATEST_S
+        announced = self._publisher is None
         loop = self._loop
         while True:
             while self._signals:
@@ -322,6 +327,12 @@ class Daemon:
             if loop is None or loop.done.is_set():
                 break
             now = time.monotonic()
+            if not announced and (
+                self.stats.processed >= self.config.tracker.confirm_hits or now >= announce_by
+            ):
+                assert self._publisher is not None
+                self._publisher.announce()
+                announced = True
             if not self.ready and self.stats.processed > 0:
                 self.ready = True
                 self.notifier.ready(self.status_line())

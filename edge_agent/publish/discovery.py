@@ -64,7 +64,7 @@ def _availability(topics: Topics) -> list[dict[str, Any]]:
 def _while(topics: Topics, condition: str) -> list[dict[str, Any]]:
     """The device's availability and a condition on `state`, for an enum sensor with no
     value to show. Home Assistant 2024.3 has no "unknown" for an MQTT enum sensor (it
-    would store the text "None" and reject it as no option), so such a sensor is
+    would show the text "None"), so such a sensor is
     unavailable while, say, no face is in view; the Face present sensor says why."""
     return [
         *_availability(topics),

@@ -25,6 +25,7 @@ from edge_agent.publish.messages import (
     stamped,
     state_body,
     stated_age,
+    stated_gender,
 )
 from edge_agent.publish.outbox import Outbox
 from edge_agent.types import FrameResult
@@ -53,7 +54,8 @@ class ResultFeed:
         self._faces: dict[int, dict[str, Any]] = {}  # confirmed, not yet lost
         self._ages: dict[int, int | None] = {}  # the whole-year age `state` says, per track
         self._age_sums: dict[int, tuple[float, int]] = {}  # each track's ages so far
-        self._state_body = state_body([], {})
+        self._genders: dict[int, str | None] = {}  # the gender `state` says, per track
+        self._state_body = state_body([], {}, {})
         self._faces_body = faces_body([])
 
     def offer_first(self) -> None:
@@ -95,6 +97,7 @@ class ResultFeed:
                     self._faces.pop(event.face.track, None)
                     self._ages.pop(event.face.track, None)
                     self._age_sums.pop(event.face.track, None)
+                    self._genders.pop(event.face.track, None)
                 else:
                     self._faces[event.face.track] = face_entry(event.face)
             changed = True
@@ -112,13 +115,17 @@ class ResultFeed:
             total, count = self._age_sums.get(track, (0.0, 0))
             mean = total / count if count else None
             self._ages[track] = stated_age(mean, self._ages.get(track))
+            entry = self._faces[track]
+            self._genders[track] = stated_gender(
+                entry["gender"], entry["gender_score"], self._genders.get(track)
+            )
         faces = list(self._faces.values())
         detail = faces_body(faces)
         if detail != self._faces_body:
             self._faces_body = detail
             self._offer_faces(stamped(detail, device=self.device_id, updated_at=iso_utc(wall)))
             changed = False  # (the offer wakes the sender)
-        body = state_body(faces, self._ages)
+        body = state_body(faces, self._ages, self._genders, self._state_body["dominant_emotion"])
         if body != self._state_body:
             self._state_body = body
             self._offer_state(stamped(body, device=self.device_id, updated_at=iso_utc(wall)))

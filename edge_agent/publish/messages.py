@@ -21,6 +21,7 @@ ONLINE = "online"
 OFFLINE = "offline"
 SCHEMA_NAMES = ("availability", "state", "faces", "event", "stats", "discovery")
 AGE_STEP_YEARS = 2  # how far a face's age estimate must move before `state` changes
+GENDER_SWITCH = 0.6  # the confidence a new gender needs before `state` says it
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,17 +92,19 @@ def face_entry(face: FaceResult) -> dict[str, Any]:
     }
 
 
-def dominant_emotion(faces: list[dict[str, Any]]) -> str | None:
-    """The emotion most faces show; a tie goes to the one with the larger summed score.
-    Faces that are "uncertain" count only when no face states an emotion."""
+def dominant_emotion(faces: list[dict[str, Any]], previous: str | None = None) -> str | None:
+    """The emotion most faces show. A tie keeps `previous` when it is one of the tied, so
+    two faces with two emotions do not flip the answer on score jitter; otherwise it goes
+    to the larger summed score. Faces that are "uncertain" count only when no face states
+    an emotion."""
     stated = [face["emotion"] for face in faces if face["emotion"] not in (None, UNCERTAIN)]
     if not stated:
         return UNCERTAIN if any(face["emotion"] == UNCERTAIN for face in faces) else None
     counts = Counter(stated)
 
-    def weight(label: str) -> tuple[int, float]:
+    def weight(label: str) -> tuple[int, bool, float]:
         total = sum((face.get("emotion_scores") or {}).get(label, 0.0) for face in faces)
-        return counts[label], total
+        return counts[label], label == previous, total
 
     return max(counts, key=weight)
 
@@ -122,19 +125,34 @@ def stated_age(age: float | None, previous: int | None) -> int | None:
     return previous
 
 
-def state_body(faces: list[dict[str, Any]], ages: dict[int, int | None]) -> dict[str, Any]:
+def stated_gender(gender: str | None, score: float | None, previous: str | None) -> str | None:
+    """The gender `state` carries: a face near 0.5 would flip it every second, so another
+    gender replaces the stated one only with a confidence of GENDER_SWITCH or more."""
+    if previous is None or gender is None:
+        return gender or previous
+    if gender != previous and (score or 0.0) >= GENDER_SWITCH:
+        return gender
+    return previous
+
+
+def state_body(
+    faces: list[dict[str, Any]],
+    ages: dict[int, int | None],
+    genders: dict[int, str | None],
+    previous_dominant: str | None = None,
+) -> dict[str, Any]:
     """What an owner acts on (count, dominant emotion, each face's emotion, age and
-    gender), without the time stamp; `ages` holds each track's stated age."""
+    gender), without the time stamp; `ages` and `genders` hold each track's stated ones."""
     faces = sorted(faces, key=lambda face: face["track"])
     return {
         "face_count": len(faces),
-        "dominant_emotion": dominant_emotion(faces),
+        "dominant_emotion": dominant_emotion(faces, previous_dominant),
         "faces": [
             {
                 "track": face["track"],
                 "emotion": face["emotion"],
                 "age": ages.get(face["track"]),
-                "gender": face["gender"],
+                "gender": genders.get(face["track"]),
             }
             for face in faces
         ],

@@ -73,9 +73,10 @@ class MqttPublisher:
         failed = 0 if self._feed is None else self._feed.store_failures
         return trimmed + rejected + failed
 
-    def start(self, stats: dict[str, object] | None = None) -> None:
+    def start(self, stats: dict[str, object] | None = None, *, hold_online: bool = False) -> None:
         """Open the outbox and start the sender thread; returns at once. `stats`, when
-        given, is the first stats message: it goes out before `online`."""
+        given, is the first stats message: it goes out before `online`. With `hold_online`
+        `online` waits for `announce()`."""
         if self._sender is not None:
             return
         if self._stopped:
@@ -99,6 +100,7 @@ class MqttPublisher:
             hardware=self.hardware,
             outbox=outbox,
             events_dropped=lambda: self.events_dropped,
+            announce=not hold_online,
         )
         self._feed = ResultFeed(
             outbox, self.topics, self.device_id, sender.offer_state, sender.offer_faces, sender.wake
@@ -118,6 +120,11 @@ class MqttPublisher:
                 log.warning("%d event(s) after stop() not stored", len(result.events))
             return
         self._feed.consume(result, wall)
+
+    def announce(self) -> None:
+        """Let `online` go out (after the state and stats it follows)."""
+        if self._sender is not None:
+            self._sender.announce()
 
     def publish_stats(self, stats: dict[str, object]) -> None:
         """Send `<base>/stats` (the latest only, if offline); adds outbox_depth and

@@ -103,6 +103,7 @@ class Sender:
         hardware: str,
         outbox: Outbox,
         events_dropped: Callable[[], int],
+        announce: bool = True,
     ) -> None:
         self.connection = connection
         self.topics = topics
@@ -116,6 +117,9 @@ class Sender:
         self._thread: threading.Thread | None = None
         self._status = BrokerStatus(BrokerState.CONNECTING)
         self._stopping = threading.Event()
+        self._announce = threading.Event()  # `online` may be said (see announce())
+        if announce:
+            self._announce.set()
         self._stop_deadline = 0.0
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -138,6 +142,7 @@ class Sender:
         self._control: deque[_Message] = deque()
         self._last_stats: tuple[dict[str, Any], float] | None = None
         self._resend_discovery = False
+        self._online_sent = False  # on this connection
         self.rejected = 0  # events the broker refused: never delivered
         self._last_failure: BrokerStatus | None = None
         self._connected_at: float | None = None
@@ -192,6 +197,13 @@ class Sender:
         self._wake_r.close()
         self._wake_w.close()
         self._status = _disconnected("")
+
+    def announce(self) -> None:
+        """From now on `online` may be said: the daemon calls it once the first frames are
+        through, so the state sent before it already holds the faces in view (not an empty
+        one that Home Assistant would show as "no one there" for a moment)."""
+        self._announce.set()
+        self.wake()
 
     def wake(self) -> None:
         # OSError: the pipe is full (a wake-up is pending anyway) or already closed.
@@ -372,17 +384,25 @@ class Sender:
         if self._mqtt.discovery:
             client.subscribe(status_topic(self._mqtt.discovery_prefix), qos=1)
             self._queue_discovery()
-        # The broker may have lost what we sent, or hold the previous run's: the current
-        # picture goes again, and only then `online`.
+        self._online_sent = False
+        if self._announce.is_set():
+            self._queue_online(again=True)
+
+    def _queue_online(self, *, again: bool) -> None:
+        """The current picture, then `online`: what is pending, and with `again` (a new
+        connection) what was sent before too, since the broker may have lost it or hold the
+        previous run's. A subscriber that sees `online` must see the truth."""
+        self._online_sent = True
         now = time.monotonic()
         for slot in (self._state, self._faces):
             with self._lock:
-                payload, slot.pending = slot.pending or slot.last, None
+                payload, slot.pending = slot.pending or (slot.last if again else None), None
             if payload is not None:
                 slot.last, slot.sent_at = payload, now
                 self._control.append((slot.topic, dumps(payload), slot.qos, True))
         with self._lock:
-            stats, self._pending_stats = self._pending_stats or self._last_stats, None
+            stats = self._pending_stats or (self._last_stats if again else None)
+            self._pending_stats = None
         if stats is not None:
             self._last_stats = stats
             self._control.append((self.topics.stats, self._stats_message(*stats), 0, True))
@@ -413,11 +433,14 @@ class Sender:
             self._resend_discovery = False
             if self._mqtt.discovery:
                 self._queue_discovery()
+        if not self._online_sent and self._announce.is_set():
+            self._queue_online(again=False)  # (what was sent since the connect stands)
         while self._control and len(self._inflight) < self._window:
             if not self._send(client, *self._control.popleft()):
                 return
+        stopping = self._stopping.is_set()  # (the last payloads go now, not in 0.2 s)
         for slot in (self._state, self._faces):
-            if len(self._inflight) < self._window and slot.due(now) <= 0:
+            if len(self._inflight) < self._window and (stopping or slot.due(now) <= 0):
                 with self._lock:
                     payload, slot.pending = slot.pending, None
                 if payload is not None:
@@ -471,9 +494,13 @@ class Sender:
 
     def _flushed(self) -> bool:
         with self._lock:
-            state_pending = self._state.pending is not None
+            pending = (
+                self._state.pending is not None
+                or self._faces.pending is not None
+                or self._pending_stats is not None
+            )
         return (
-            not state_pending
+            not pending
             and not self._control
             and not self._inflight
             and not self._acked
