@@ -29,6 +29,8 @@ from edge_agent.publish.connection import (
 from edge_agent.publish.messages import Topics
 
 CONNECTED = "connected"
+# The topics under a device's base that subscribers read (`Topics` names each).
+KINDS = ("availability", "state", "faces", "stats", "events")
 FIRST_CONNECT_S = 5.0
 
 
@@ -101,7 +103,7 @@ class Subscriber:
             client.subscribe(self.filters)
             self._set_status(CONNECTED)
         else:
-            self._set_status(f"refused ({str(reason).lower()})")
+            self._set_status(str(self.connection.refusal(reason)))
 
     def step(self, timeout: float = 0.1) -> None:
         """One turn of the network loop. After a lost connection it waits (backoff with

@@ -11,6 +11,8 @@ import pytest
 from helpers.camera import MjpegCamera
 from helpers.daemon import Daemon, NotifySocket, base_config, on_a_clip, write
 
+from edge_agent.config import Config
+
 CLIP = "WolfgangLanger_Pexels.mp4"
 
 
@@ -29,13 +31,21 @@ def daemons():
         daemon.kill()
 
 
-def test_ready_watchdog_status_reload_and_sigterm(tmp_path, media, notify, daemons):
+def looping(
+    tmp_path: Path, clip: Path, notify: NotifySocket, daemons: list[Daemon]
+) -> tuple[Config, Path, Daemon]:
+    """The daemon on `clip` played in a loop, MQTT off: its config, config file, process."""
     config = base_config(tmp_path)
-    config.camera.source = str(media(CLIP))
+    config.camera.source = str(clip)
     config.camera.loop = True
     path = write(tmp_path / "config.toml", config)
     daemon = Daemon(path, notify)
     daemons.append(daemon)
+    return config, path, daemon
+
+
+def test_ready_watchdog_status_reload_and_sigterm(tmp_path, media, notify, daemons):
+    config, path, daemon = looping(tmp_path, media(CLIP), notify, daemons)
 
     assert notify.wait_for("READY=1", 60), daemon.output()
     ready_at = time.monotonic()
@@ -257,12 +267,7 @@ def test_faces_end_on_time_when_a_live_camera_goes_silent(
 
 
 def test_a_second_daemon_on_the_same_state_dir_exits_75(tmp_path, media, notify, daemons):
-    config = base_config(tmp_path)
-    config.camera.source = str(media(CLIP))
-    config.camera.loop = True
-    path = write(tmp_path / "config.toml", config)
-    first = Daemon(path, notify)
-    daemons.append(first)
+    config, path, first = looping(tmp_path, media(CLIP), notify, daemons)
     assert notify.wait_for("READY=1", 60), first.output()
     state = Path(config.state.dir)
     assert (state / "lock").read_text().strip() == str(first.process.pid)
@@ -294,12 +299,7 @@ def test_a_looping_file_that_vanishes_is_a_lost_camera_until_it_is_back(tmp_path
         writer.write(np.full((120, 160, 3), i * 20, np.uint8))
     writer.release()
     kept = clip.read_bytes()
-    config = base_config(tmp_path)
-    config.camera.source = str(clip)
-    config.camera.loop = True
-    path = write(tmp_path / "config.toml", config)
-    daemon = Daemon(path, notify)
-    daemons.append(daemon)
+    _, _, daemon = looping(tmp_path, clip, notify, daemons)
     assert notify.wait_for("READY=1", 60), daemon.output()
 
     clip.unlink()

@@ -45,6 +45,11 @@ COMMANDS = {
 }
 
 
+def warn(message: str) -> None:
+    """One line on stderr for a problem that does not end the command."""
+    print(f"edge-agent: warning: {message}", file=sys.stderr, flush=True)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with the documented code for a bad command line (64, not argparse's 2) and
     the same one line as every other failure: `edge-agent: error: ...`."""

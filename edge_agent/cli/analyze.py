@@ -20,6 +20,7 @@ from edge_agent.capture.files import (
     VideoSource,
     open_path,
 )
+from edge_agent.cli import warn
 from edge_agent.cli.annotate import draw_faces
 from edge_agent.config import load_or_default
 from edge_agent.errors import BadMediaError, EdgeAgentError, UsageError
@@ -136,10 +137,6 @@ def _table_row(result: FrameResult, file: str | None = None, width: int = 0) -> 
             f"{emotion + confidence:<18} {age:>4}  {gender:<7} {box}"
         )
     return rows
-
-
-def warn(message: str) -> None:
-    print(f"edge-agent: warning: {message}", file=sys.stderr, flush=True)
 
 
 def _frames(source: ImageSource | FolderSource | VideoSource) -> Iterator[tuple[str | None, Frame]]:

@@ -167,11 +167,15 @@ def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="edge-agent-bench-") as state:
         config.state.dir = state  # the outbox must not touch the appliance's own state
         as_bench(config, mqtt=args.mqtt)
-        logging.getLogger("edge_agent.mqtt").addFilter(_no_outbox_promise)
         daemon = Daemon(config, None, notifier=Notifier(environ={}), max_frames=args.frames)
         total = args.frames or (_count_frames(source) if source.is_file() else None)
         progress = Progress(total)
-        latencies = run_bench(daemon, progress)
+        mqtt_log = logging.getLogger("edge_agent.mqtt")
+        mqtt_log.addFilter(_no_outbox_promise)
+        try:
+            latencies = run_bench(daemon, progress)
+        finally:  # (only for this run: a later publisher in the process says it again)
+            mqtt_log.removeFilter(_no_outbox_promise)
         first = daemon.stats.first_result_at
         # the process's age when the first result came: interpreter start-up included
         startup_s = process_age_s() - (time.monotonic() - first) if first is not None else 0.0

@@ -20,12 +20,13 @@ from edge_agent.config import (
     is_loopback,
     load_or_default,
     parse_listen,
+    read_dashboard_password,
     read_secret,
 )
-from edge_agent.dashboard.fleet import KINDS, Fleet
+from edge_agent.dashboard.fleet import Fleet
 from edge_agent.dashboard.server import DashboardServer
 from edge_agent.errors import EX_UNAVAILABLE, ConfigError, EdgeAgentError, UsageError
-from edge_agent.subscriber import Subscriber, topic_filters
+from edge_agent.subscriber import KINDS, Subscriber, topic_filters
 
 
 class ListenError(EdgeAgentError):
@@ -55,7 +56,7 @@ def main(args: Any) -> int:
         password = _from_flag("--password-file", read_secret, flag_password)
     else:
         password_file = config.dashboard.password_file
-        password = read_secret("dashboard.password_file", password_file) if password_file else None
+        password = read_dashboard_password(config.dashboard)
     if password is None and not is_loopback(host):
         where = "--listen" if flag_listen else "dashboard.listen"
         error = UsageError if flag_listen else ConfigError

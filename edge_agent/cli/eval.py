@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.capture.files import read_image
+from edge_agent.cli import warn
 from edge_agent.config import load_or_default
 from edge_agent.errors import BadMediaError, EdgeAgentError, InputError
 from edge_agent.types import EMOTIONS, GENDERS, Box, FaceResult, Frame
@@ -149,7 +150,7 @@ def evaluate(pipeline: Pipeline, rows: list[Row], progress: Progress) -> dict[st
         try:
             image = read_image(row.image)
         except EdgeAgentError as error:
-            print(f"edge-agent: warning: line {row.line}: {error}; skipped", file=sys.stderr)
+            warn(f"line {row.line}: {error}; skipped")
             unreadable += 1
             progress.draw(done)
             continue
@@ -248,7 +249,7 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(f"--images {images}: not a folder")
     rows, warnings = read_labels(labels, images, args.split)
     for warning in warnings:
-        print(f"edge-agent: warning: {warning}", file=sys.stderr)
+        warn(warning)
     if not rows:
         raise BadMediaError(f"{labels}: no usable row")
     config = load_or_default(args.config)

