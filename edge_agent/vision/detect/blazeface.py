@@ -132,6 +132,27 @@ Region = tuple[float, float, float, float]  # x, y, w, h in frame pixels; may ov
 Candidates = tuple[np.ndarray, np.ndarray, np.ndarray]  # corners, keypoints, scores
 
 
+def halved(crop: np.ndarray, width: int, height: int) -> tuple[np.ndarray, int, int]:
+    """The crop halved by pixel averaging while it is at least twice `width` x `height`,
+    and the frame pixels (x, y) the result still spans.
+
+    Averaging keeps a large shrink from aliasing (the int8 detector is sensitive to it),
+    and an exact halving is OpenCV's fast area path: one INTER_AREA resize at any other
+    ratio cost 0.5-0.9 ms, a quarter of a frame's detection. The last row or column of an
+    odd size is left out; the spans say so, so boxes still map back exactly.
+    """
+    span_w, span_h = crop.shape[1], crop.shape[0]
+    factor = 1
+    while crop.shape[1] >= 2 * width and crop.shape[0] >= 2 * height:
+        even = crop[: crop.shape[0] // 2 * 2, : crop.shape[1] // 2 * 2]
+        crop = cv2.resize(
+            even, (even.shape[1] // 2, even.shape[0] // 2), interpolation=cv2.INTER_AREA
+        )
+        factor *= 2
+        span_w, span_h = crop.shape[1] * factor, crop.shape[0] * factor
+    return crop, span_w, span_h
+
+
 def no_candidates() -> Candidates:
     return np.zeros((0, 4), np.float32), np.zeros((0, NUM_KEYPOINTS, 2), np.float32), np.zeros(0)
 
@@ -214,19 +235,13 @@ class BlazeFaceDetector:
             if len(self._resized) >= MAX_KEPT_SIZES:  # edge tiles and face crops vary
                 self._resized.clear()
             resized = self._resized[(cw, ch)] = np.empty((ch, cw, 3), np.uint8)
-        crop = image[y1:y2, x1:x2]
-        shrink = cw < crop.shape[1]
-        cv2.resize(
-            crop,
-            (cw, ch),
-            dst=resized,
-            interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR,
-        )
+        level, span_w, span_h = halved(image[y1:y2, x1:x2], cw, ch)
+        cv2.resize(level, (cw, ch), dst=resized, interpolation=cv2.INTER_LINEAR)
         target = self._input[0, top : top + ch, left : left + cw]
         # Frames are BGR (OpenCV and picamera2's RGB888 agree on that); the model wants RGB.
         np.multiply(resized[..., ::-1], np.float32(2.0 / 255.0), out=target, casting="unsafe")
         target -= np.float32(1.0)
-        scales = np.array([cw / (x2 - x1), ch / (y2 - y1)], dtype=np.float32)
+        scales = np.array([cw / span_w, ch / span_h], dtype=np.float32)
         return scales, np.array([left - x1 * scales[0], top - y1 * scales[1]], np.float32)
 
     def candidates(
