@@ -82,7 +82,7 @@ class TrackerConfig:
     lost_after_s: float = bounded(1.0, 0.0, 3600.0)
     smoothing_s: float = bounded(0.4, 0.0, 60.0)
     emotion_hold_s: float = bounded(0.6, 0.0, 60.0)
-    emotion_min_confidence: float = bounded(0.55, 0.0, 1.0)
+    emotion_min_confidence: float = bounded(0.42, 0.0, 1.0)
 
 
 @dataclass(slots=True)

@@ -61,3 +61,19 @@ def test_int8_classifiers_agree_with_float(frames) -> None:
     assert emotion_agree / len(frames) >= 0.9
     assert gender_agree / len(frames) >= 0.95
     assert np.mean(age_gaps) <= 2.0
+
+
+def test_int8_faceapi_emotion_agrees_with_float(frames) -> None:
+    """The default emotion model as the product runs it: every view of the manifest, each
+    with its mirror, averaged (which also evens out much of the int8 rounding)."""
+    detector = BlazeFaceDetector(load("blazeface_short_range", "float"), SHORT_RANGE)
+    as_float, as_int8 = (
+        FaceClassifier(load("emotion_faceapi", variant), None, None, emotion_flip=True)
+        for variant in ("float", "int8")
+    )
+    agree = 0
+    for image in frames:
+        faces = detector.detect(image)
+        (a,), (b,) = as_float.classify(image, faces), as_int8.classify(image, faces)
+        agree += int(np.argmax(a.emotion_scores) == np.argmax(b.emotion_scores))
+    assert agree / len(frames) >= 0.9

@@ -225,3 +225,35 @@ def test_emotion_flip_averages_each_face_with_its_mirror(media) -> None:
         assert float(flipped.sum()) == pytest.approx(1.0, abs=1e-3)
         moved.append(float(np.abs(flipped - plain).max()))
     assert max(moved) > 0.02  # (five broad smiles: most are sure either way)
+
+
+def test_emotion_views_of_the_manifest_are_averaged(media) -> None:
+    """The face-api model reads each face as two chips (margin, contrast) from its manifest
+    entry; the scores are the mean of what each chip alone gives, and the two differ."""
+    import copy
+    import dataclasses
+
+    from edge_agent.vision.classify import FaceClassifier
+    from edge_agent.vision.manifest import resolve
+    from edge_agent.vision.runtime import AcceleratorChoice, TfliteModel
+
+    source = open_path(media("multi_face.jpg"))
+    image = next(iter(source.frames())).image
+    source.close()
+    faces = Pipeline(Config()).detector.scan(image)
+    model = resolve("emotion_faceapi", "float")
+    views = model.entry["input"]["views"]
+    assert len(views) == 2
+
+    def scores(chosen: list[dict]) -> np.ndarray:
+        entry = copy.deepcopy(model.entry)
+        entry["input"]["views"] = chosen
+        emotion = TfliteModel(
+            dataclasses.replace(model, entry=entry), AcceleratorChoice("cpu", "cpu")
+        )
+        classifier = FaceClassifier(emotion, None, None, emotion_flip=True)
+        return np.array([a.emotion_scores for a in classifier.classify(image, faces)])
+
+    first, second = scores(views[:1]), scores(views[1:])
+    assert np.abs(first - second).max() > 0.02
+    np.testing.assert_allclose(scores(views), (first + second) / 2, atol=1e-5)

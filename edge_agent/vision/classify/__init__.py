@@ -87,10 +87,14 @@ class FaceClassifier:
         labels = EMOTIONS if emotion is None else emotion.model.entry["labels"]
         self._emotion_order = np.array([labels.index(label) for label in EMOTIONS])
         spec = {} if emotion is None else emotion.model.entry["input"]
-        self._margin = float(spec.get("crop_margin", EMOTION_MARGIN))
+        # Each view is one chip of the face (margin, contrast evening) the model reads; with
+        # several, their probabilities are averaged (a test-time multi-crop).
+        views = spec.get("views") or [spec]
+        self._views = [
+            (float(v.get("crop_margin", EMOTION_MARGIN)), v.get("contrast") == "std") for v in views
+        ]
         _, self._emotion_size, _, channels = spec.get("shape", (1, 64, 64, 1))
         self._emotion_rgb = channels == 3
-        self._even_contrast = spec.get("contrast") == "std"
         self.level_faces = level_faces
         self.emotion_min_face = emotion_min_face  # may change between frames (SIGHUP)
         self.emotion_flip = emotion_flip
@@ -106,11 +110,16 @@ class FaceClassifier:
         return buffer
 
     def _chips(
-        self, image: np.ndarray, faces: list[Detection], size: int, style: ChipStyle
+        self,
+        image: np.ndarray,
+        faces: list[Detection],
+        size: int,
+        style: ChipStyle,
+        margin: float = EMOTION_MARGIN,
     ) -> np.ndarray:
-        chips = self._buffer(f"{style}{size}", (len(faces), size, size, 3), np.uint8)
+        chips = self._buffer(f"{style}{size}_{margin}", (len(faces), size, size, 3), np.uint8)
         for chip, face in zip(chips, faces, strict=True):
-            aligned_chip(image, face, size, style, self.level_faces, chip, self._margin)
+            aligned_chip(image, face, size, style, self.level_faces, chip, margin)
         return chips
 
     def _emotion_input(self, image: np.ndarray, faces: list[Detection]) -> np.ndarray:
@@ -118,15 +127,20 @@ class FaceClassifier:
         112x112 RGB less the channel means, / 255; or mini-XCEPTION's grey 64x64 in [-1, 1],
         as fer prepares FER-2013 faces."""
         if self._emotion_rgb:
-            chips = self._chips(image, faces, self._emotion_size, "emotion")
-            if self._even_contrast:
-                for chip in chips:
-                    even_contrast(chip)
-            batch = self._buffer("emotion_rgb_in", chips.shape, np.float32)
-            np.subtract(chips[..., ::-1], FACE_API_MEANS_RGB, out=batch, casting="unsafe")
+            count, size = len(faces), self._emotion_size
+            batch = self._buffer(
+                "emotion_rgb_in", (len(self._views) * count, size, size, 3), np.float32
+            )
+            for k, (margin, even) in enumerate(self._views):
+                chips = self._chips(image, faces, size, "emotion", margin)
+                if even:
+                    for chip in chips:
+                        even_contrast(chip)
+                view = batch[k * count : (k + 1) * count]
+                np.subtract(chips[..., ::-1], FACE_API_MEANS_RGB, out=view, casting="unsafe")
             batch *= np.float32(1 / 255)
             return batch
-        chips = self._chips(image, faces, 64, "emotion")
+        chips = self._chips(image, faces, 64, "emotion", self._views[0][0])
         grey = self._buffer("grey", (len(faces), 64, 64), np.uint8)
         for chip, out in zip(chips, grey, strict=True):
             cv2.cvtColor(chip, cv2.COLOR_BGR2GRAY, dst=out)
@@ -153,14 +167,13 @@ class FaceClassifier:
             if self.emotion_flip:
                 # A face and its mirror are the same expression; the model's errors on the
                 # two are partly independent, so their mean is right more often.
-                count = len(faces)
-                both = self._buffer("emotion_flip", (2 * count, *batch.shape[1:]), np.float32)
-                both[:count] = batch
-                both[count:] = batch[:, :, ::-1]
-                raw = _run_batched(self.emotion, both)
-                raw = (raw[:count] + raw[count:]) * np.float32(0.5)
-            else:
-                raw = _run_batched(self.emotion, batch)
+                both = self._buffer("emotion_flip", (2 * len(batch), *batch.shape[1:]), np.float32)
+                both[: len(batch)] = batch
+                both[len(batch) :] = batch[:, :, ::-1]
+                batch = both
+            raw = _run_batched(self.emotion, batch)
+            # Rows are view-major (all faces of one view, then the next): mean over views.
+            raw = raw.reshape(-1, len(faces), raw.shape[-1]).mean(axis=0)
             probabilities = raw[:, self._emotion_order]
             scored = zip(results, faces, probabilities, strict=True)
             for result, face, scores in scored:
