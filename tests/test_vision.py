@@ -257,3 +257,24 @@ def test_emotion_views_of_the_manifest_are_averaged(media) -> None:
     first, second = scores(views[:1]), scores(views[1:])
     assert np.abs(first - second).max() > 0.02
     np.testing.assert_allclose(scores(views), (first + second) / 2, atol=1e-5)
+
+
+def test_a_stream_spreads_the_looks_over_its_frames(media) -> None:
+    """A photo is read with every look at once; a stream with one look a frame, the next
+    each time, so one cycle of frames averages to the photo's answer at a quarter of the
+    cost per frame."""
+    source = open_path(media("multi_face.jpg"))
+    image = next(iter(source.frames())).image
+    source.close()
+    pipeline = Pipeline(Config())
+    faces = pipeline.detector.scan(image)
+    classifier = pipeline.classifier
+    looks = classifier.looks()
+    assert len(looks) == 4  # two views of the manifest, each also mirrored
+    every = np.array([a.emotion_scores for a in classifier.classify(image, faces)])
+    cycle = [
+        np.array([a.emotion_scores for a in classifier.classify(image, faces, every_look=False)])
+        for _ in looks
+    ]
+    assert all(np.abs(cycle[0] - other).max() > 0.005 for other in cycle[1:])  # four looks
+    np.testing.assert_allclose(np.mean(cycle, axis=0), every, atol=1e-5)

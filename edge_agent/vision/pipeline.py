@@ -162,7 +162,9 @@ class Pipeline:
         tracks = self.tracker.associate(detections, frame.t)
         due = [i for i, track in enumerate(tracks) if self.tracker.due(track, frame.t)]
         tracked = clock()
-        attributes = self.classifier.classify(frame.image, [detections[i] for i in due])
+        attributes = self.classifier.classify(
+            frame.image, [detections[i] for i in due], every_look=still
+        )
         classified = clock()
         for index, attrs in zip(due, attributes, strict=True):
             self.tracker.observe(tracks[index], attrs, frame.t)
