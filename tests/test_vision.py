@@ -206,6 +206,33 @@ def test_the_default_detector_on_a_stream_finds_far_faces_within_a_cycle_and_kee
     assert _apart(detector.detect(frame))
 
 
+def test_a_photo_scan_runs_each_pyramid_job_once_with_the_enlarged_tiles() -> None:
+    """On an empty frame (no box needs a second look) `scan` costs exactly its jobs: the
+    whole frame, 6 tiles of 320, 35 of 128 and 70 of 96 px, none repeated."""
+    from edge_agent.vision.detect.multiscale import MultiScaleDetector, pyramid
+
+    detector = Pipeline(Config()).detector
+    assert isinstance(detector, MultiScaleDetector)
+    before = detector.single.invokes
+    assert detector.scan(np.full((480, 640, 3), 96, np.uint8)) == []
+    assert detector.single.invokes - before == len(set(pyramid(640, 480, photo=True))) == 112
+    assert len(set(pyramid(640, 480))) == 42  # a stream's cycle keeps the 1:1 tiles only
+
+
+def test_a_box_holding_two_smaller_faces_is_dropped() -> None:
+    """A whole-frame box too big for the second look can cover a few small faces at once
+    (seen over three pasted heads in sky); a face holding one small box is kept."""
+    from edge_agent.types import Detection
+    from edge_agent.vision.detect.multiscale import _without_spanning
+
+    big = Detection((100.0, 100.0, 230.0, 230.0), 0.8, None)
+    smalls = [Detection((120.0 + 60 * i, 150.0, 20.0, 20.0), 0.9, None) for i in range(2)]
+    assert _without_spanning([big, *smalls]) == smalls
+    assert _without_spanning([big, smalls[0]]) == [big, smalls[0]]
+    apart = Detection((400.0, 100.0, 20.0, 20.0), 0.9, None)
+    assert _without_spanning([big, smalls[0], apart]) == [big, smalls[0], apart]
+
+
 def test_emotion_flip_averages_each_face_with_its_mirror(media) -> None:
     """On by default: the scores move (the mirror is a second opinion) and stay a
     probability vector; off gives the single look."""
