@@ -71,7 +71,8 @@ class ClassifierConfig:
     level_faces: bool = True
     rate_hz: float = bounded(0.0, 0.0, 1000.0)  # per track; 0 classifies every frame
     emotion_min_face: float = bounded(32.0, 0.0, 4096.0)
-    # Average each face's emotion with its mirror image: steadier, for one more model run.
+    # Read each face's mirror image too: a photo averages both in one batch; a stream takes
+    # the mirror on alternate looks, at no cost per frame.
     emotion_flip: bool = True
 
 

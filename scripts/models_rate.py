@@ -3,11 +3,12 @@
     .venv/bin/python scripts/models_rate.py [--config FILE] [--faces N] [--seconds S]
 
 Each model the config loads is invoked back to back on a fixed input, as often and with
-the batch that one frame with N faces needs (the multi-scale detector: one pyramid job and
-one re-find per face; the emotion net each view of each face, and its mirror), on the
-config's threads and CPU. Nothing else runs: no decode, crops, decoding of boxes, tracking
-or Python around the calls. bench's fps over this rate is the share of the machine the
-pipeline leaves to its models; run the two back to back, as this machine's speed drifts.
+the batch that one frame of a stream with N faces needs (the multi-scale detector: its
+pyramid jobs and one re-find per face; each classifier once per face, the emotion net
+taking one look a frame), on the config's threads and CPU. Nothing else runs: no decode,
+crops, decoding of boxes, tracking or Python around the calls. bench's fps over this
+rate is the share of the machine the pipeline leaves to its models; run the two back to
+back, as this machine's speed drifts.
 """
 
 from __future__ import annotations
@@ -19,23 +20,17 @@ import time
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from edge_agent.config import load_or_default
+from edge_agent.config import Config, load_or_default
 from edge_agent.vision.pipeline import model_files
 
 
-def frame_plan(config_path: str | None, faces: int) -> list[tuple[str, int, int]]:
-    """(model file, batch, invokes) for one frame with `faces` faces."""
-    config = load_or_default(config_path)
+def frame_plan(config: Config, faces: int) -> list[tuple[str, int, int]]:
+    """(model file, batch, invokes) for one frame of a stream with `faces` faces."""
     files = model_files(config)
-    detector_runs = 1 + faces if config.detector.model == "multiscale" else 1
-    plan = [(str(files[0].path), 1, detector_runs)]
-    for model in files[1:]:
-        batch = faces
-        if model.entry["task"] == "emotion":  # each view of a face, and with the flip its mirror
-            batch *= len(model.entry["input"].get("views") or [None])
-            batch *= 2 if config.classifier.emotion_flip else 1
-        plan.append((str(model.path), batch, 1))
-    return plan
+    detector = config.detector
+    runs = detector.scans_per_frame + faces if detector.model == "multiscale" else 1
+    # the classifiers read each face once a frame (a stream takes one emotion look)
+    return [(str(files[0].path), 1, runs)] + [(str(f.path), faces, 1) for f in files[1:]]
 
 
 def main() -> None:
@@ -46,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     config = load_or_default(args.config)
     runs = []
-    for path, batch, invokes in frame_plan(args.config, args.faces):
+    for path, batch, invokes in frame_plan(config, args.faces):
         interpreter = Interpreter(model_path=path, num_threads=config.models.num_threads)
         (detail,) = interpreter.get_input_details()
         shape = [batch, *detail["shape"][1:]]

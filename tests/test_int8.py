@@ -64,8 +64,8 @@ def test_int8_classifiers_agree_with_float(frames) -> None:
 
 
 def test_int8_faceapi_emotion_agrees_with_float(frames) -> None:
-    """The default emotion model as the product runs it: every view of the manifest, each
-    with its mirror, averaged (which also evens out much of the int8 rounding)."""
+    """The default emotion model as a photo is read: every view of the manifest, each with
+    its mirror, averaged (which also evens out much of the int8 rounding)."""
     detector = BlazeFaceDetector(load("blazeface_short_range", "float"), SHORT_RANGE)
     as_float, as_int8 = (
         FaceClassifier(load("emotion_faceapi", variant), None, None, emotion_flip=True)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from edge_agent.capture.files import open_path
 from edge_agent.config import Config
-from edge_agent.types import FrameResult, TrackEvent
+from edge_agent.types import Frame, FrameResult, TrackEvent
 from edge_agent.vision.pipeline import Pipeline
 
 Run = tuple[list[FrameResult], list[TrackEvent]]
@@ -231,11 +232,18 @@ def test_a_box_holding_two_smaller_faces_is_dropped() -> None:
     assert _without_spanning([big, smalls[0]]) == [big, smalls[0]]
     apart = Detection((400.0, 100.0, 20.0, 20.0), 0.9, None)
     assert _without_spanning([big, smalls[0], apart]) == [big, smalls[0], apart]
+    # a near face is not dropped for two boxes of one face inside it, nor for a face in
+    # front that is more than half its width
+    twice = [Detection((150.0, 150.0, 40.0, 40.0), 0.9, None)]
+    twice.append(Detection((152.0, 151.0, 40.0, 40.0), 0.7, None))
+    assert _without_spanning([big, *twice]) == [big, *twice]
+    wide = [Detection((105.0, 105.0, 120.0, 120.0), 0.9, None), smalls[1]]
+    assert _without_spanning([big, *wide]) == [big, *wide]
 
 
 def test_emotion_flip_averages_each_face_with_its_mirror(media) -> None:
     """On by default: the scores move (the mirror is a second opinion) and stay a
-    probability vector; off gives the single look."""
+    probability vector; off reads the views without their mirrors."""
     source = open_path(media("multi_face.jpg"))
     frame = next(iter(source.frames()))
     source.close()
@@ -287,9 +295,9 @@ def test_emotion_views_of_the_manifest_are_averaged(media) -> None:
 
 
 def test_a_stream_spreads_the_looks_over_its_frames(media) -> None:
-    """A photo is read with every look at once; a stream with one look a frame, the next
-    each time, so one cycle of frames averages to the photo's answer at a quarter of the
-    cost per frame."""
+    """A photo is read with every look at once; a stream's face with one look a frame, its
+    next each time, so one cycle of frames averages to the photo's answer at a quarter of
+    the cost per frame. Faces go through the looks each at their own pace."""
     source = open_path(media("multi_face.jpg"))
     image = next(iter(source.frames())).image
     source.close()
@@ -299,9 +307,67 @@ def test_a_stream_spreads_the_looks_over_its_frames(media) -> None:
     looks = classifier.looks()
     assert len(looks) == 4  # two views of the manifest, each also mirrored
     every = np.array([a.emotion_scores for a in classifier.classify(image, faces)])
-    cycle = [
-        np.array([a.emotion_scores for a in classifier.classify(image, faces, every_look=False)])
-        for _ in looks
-    ]
+
+    def read(numbers: list[int]) -> np.ndarray:
+        return np.array(
+            [a.emotion_scores for a in classifier.classify(image, faces, looks=numbers)]
+        )
+
+    cycle = [read([n] * len(faces)) for n in range(len(looks))]
     assert all(np.abs(cycle[0] - other).max() > 0.005 for other in cycle[1:])  # four looks
     np.testing.assert_allclose(np.mean(cycle, axis=0), every, atol=1e-5)
+    # each face its own look in one batch: the same as reading it with that look alone
+    staggered = read([n % len(looks) for n in range(len(faces))])
+    for index in range(len(faces)):
+        np.testing.assert_allclose(staggered[index], cycle[index % len(looks)][index], atol=1e-5)
+
+
+def test_each_face_of_a_stream_goes_through_the_looks_at_its_own_pace(media) -> None:
+    """Faces found on different frames each get look 0, 1, 2, 3, ... in turn (a count
+    shared by all faces would give a face read only on every other frame, as at a low
+    `classifier.rate_hz`, only the looks of the frames it falls on)."""
+    pipeline = Pipeline(Config())
+    pending: list[int] = []
+    by_track: dict[int, list[int]] = {}
+    calls: list[list[int]] = []
+    classify, observe = pipeline.classifier.classify, pipeline.tracker.observe
+
+    def classify_spy(image, faces, *, looks=None):  # type: ignore[no-untyped-def]
+        pending.extend(looks or [])
+        calls.append(list(looks or []))
+        return classify(image, faces, looks=looks)
+
+    def observe_spy(track, attributes, t):  # type: ignore[no-untyped-def]
+        by_track.setdefault(track.id, []).append(pending.pop(0))
+        observe(track, attributes, t)
+
+    pipeline.classifier.classify = classify_spy  # type: ignore[method-assign]
+    pipeline.tracker.observe = observe_spy  # type: ignore[method-assign]
+    source = open_path(media("multi_face.jpg"))
+    image = next(iter(source.frames())).image
+    source.close()
+    for index in range(90):  # the pyramid finds the five faces over its first frames
+        pipeline.process(Frame(index, index / 30, image))
+    read = [looks for looks in by_track.values() if len(looks) >= 4]
+    assert len(read) >= 4
+    assert all(looks == list(range(len(looks))) for looks in read)
+    # faces found on different frames are at different points of the cycle in one batch
+    assert any(len(set(looks)) > 1 for looks in calls)
+
+
+def test_halving_keeps_boxes_on_the_frame(media) -> None:
+    """The detector shrinks by exact halvings before its last resize; an odd edge left out
+    must not shift what it finds: a face found on a frame is found at twice the place on
+    the frame enlarged 2x (one more halving), to within a pixel and a half."""
+    from edge_agent.vision.detect.blazeface import halved
+
+    crop, span_w, span_h = halved(np.zeros((481, 641, 3), np.uint8), 128, 72)
+    assert crop.shape[:2] == (120, 160) and (span_w, span_h) == (640, 480)
+    single = Pipeline(Config()).detector.single
+    source = open_path(media("single_face.jpg"))
+    image = next(iter(source.frames())).image
+    source.close()
+    (face,) = single.detect(image)
+    big = cv2.resize(image, (image.shape[1] * 2 + 1, image.shape[0] * 2 + 1))
+    (again,) = single.detect(big)
+    assert np.abs(np.array(again.box) - 2 * np.array(face.box)).max() < 1.5 * 2

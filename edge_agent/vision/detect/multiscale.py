@@ -24,7 +24,7 @@ A photo gets the whole pyramid at once (`scan`: each job once, 112 model runs at
 plus one per small box, ~118 on the set's frames, against ~75 before the enlarged tiles,
 when the interleaved list repeated the coarse jobs). A video cannot afford that per frame,
 so `detect` runs the pyramid's passes SCANS_PER_FRAME at a time, without the enlarged
-tiles (they would double the cycle to 140 frames, ~4.7 s at 30 fps), large and small
+tiles (they would triple the cycle, 70 to 210 frames, ~7 s at 30 fps), large and small
 alternating (near faces are found within a few frames, far ones within one cycle), and
 re-finds every known face each frame on a crop twice its size: 1 + faces runs a frame at
 the default, against 1 for the single pass.
@@ -70,10 +70,6 @@ class Job:
     region: Region | None  # None: the whole frame
     min_px: float
     max_px: float
-
-    @property
-    def coarse(self) -> bool:
-        return self.region is None or self.region[2] > SMALL_TILE
 
 
 def tiles(width: int, height: int, tile: int, overlap: float) -> list[Region]:
@@ -210,19 +206,27 @@ class MultiScaleDetector:
 
 
 def _without_spanning(faces: list[Detection]) -> list[Detection]:
-    """The faces without any box that holds the centres of two smaller faces found.
+    """The faces without any box that holds the centres of two separate faces at most half
+    its width.
 
     A box too large for the second look can still come from the whole-frame pass
     reading a few small faces as one (seen on pasted heads: a 230 px box over three
-    20-35 px faces, in sky); one face never holds two others."""
+    20-35 px faces, in sky); one face never holds two others. A near face's own
+    duplicate boxes are not two faces, hence the overlap test."""
 
     def holds(outer: Detection, inner: Detection) -> bool:
         x, y, w, h = outer.box
         ix, iy, iw, ih = inner.box
         cx, cy = ix + iw / 2, iy + ih / 2
-        return iw < w and x <= cx <= x + w and y <= cy <= y + h
+        return iw <= w / 2 and x <= cx <= x + w and y <= cy <= y + h
 
-    return [f for f in faces if sum(holds(f, other) for other in faces) < 2]
+    def spans(outer: Detection) -> bool:
+        held = [inner for inner in faces if holds(outer, inner)]
+        return any(
+            iou(a.box, b.box) < VERIFY_IOU for i, a in enumerate(held) for b in held[i + 1 :]
+        )
+
+    return [face for face in faces if not spans(face)]
 
 
 def _fit(image: np.ndarray) -> tuple[np.ndarray, float]:

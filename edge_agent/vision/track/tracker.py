@@ -58,6 +58,11 @@ class Track:
     _candidate_since: float = 0.0
 
     @property
+    def times_classified(self) -> int:
+        """How often the classifiers have read this face (its next emotion look)."""
+        return self._samples
+
+    @property
     def gender(self) -> str | None:
         if self.female_probability is None:
             return None
