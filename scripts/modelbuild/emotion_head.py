@@ -879,7 +879,7 @@ def main() -> None:
     probs_d = run_tflite(dp, xe)
     probs_q = run_tflite(ip, xe)
     # every other view and mirror, for the product's averaged prediction
-    rest = [x for x in xes[1:]] + [x[:, :, ::-1] for x in xes]
+    rest = list(xes[1:]) + [x[:, :, ::-1] for x in xes]
     probs_ff = np.mean([probs_f] + [run_tflite(fp, x) for x in rest], 0)
     probs_qf = np.mean([probs_q] + [run_tflite(ip, x) for x in rest], 0)
     tfl["float_vs_keras_max_abs"] = float(np.abs(probs_f - k_probs).max())
