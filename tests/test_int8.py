@@ -77,3 +77,26 @@ def test_int8_faceapi_emotion_agrees_with_float(frames) -> None:
         (a,), (b,) = as_float.classify(image, faces), as_int8.classify(image, faces)
         agree += int(np.argmax(a.emotion_scores) == np.argmax(b.emotion_scores))
     assert agree / len(frames) >= 0.9
+
+
+@pytest.mark.parametrize(
+    ("clip", "low", "high"),
+    [
+        ("WolfgangLanger_Pexels.mp4", 0.95, 1.0),
+        ("single_face.mp4", 0.95, 1.0),
+        ("no_face.mp4", 0.0, 0.02),
+    ],
+)
+def test_int8_multiscale_keeps_faces_on_a_stream(media, clip: str, low: float, high: float) -> None:
+    """The default detector in its int8 build, as a Pi or a Coral runs it: a known face
+    must be found again frame after frame (with the float model's crop around it, twice its
+    size, int8 kept the face on only 14 % of the Pexels frames), and no face be made up."""
+    from edge_agent.vision.detect.multiscale import MultiScaleDetector
+
+    detector = MultiScaleDetector(
+        BlazeFaceDetector(load("blazeface_short_range", "int8"), SHORT_RANGE)
+    )
+    source = open_path(media(clip))
+    found = [bool(detector.detect(frame.image)) for frame in source.frames()]
+    source.close()
+    assert low <= sum(found) / len(found) <= high

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from edge_agent.vision.boxes import iou
 from edge_agent.vision.classify import AGE_WEIGHTS
-from edge_agent.vision.detect.blazeface import _iou, make_anchors
+from edge_agent.vision.detect.blazeface import make_anchors
 
 from .faces import BlazeSpec, detect_faces
 from .tflite import interpreter, quantise_input
@@ -52,10 +53,9 @@ def blaze_agreement(
         n_float, n_int8 = n_float + len(a), n_int8 + len(b)
         if not a or not b:
             continue
-        boxes_b = np.stack([f.box for f in b])
         used: set[int] = set()
         for face in a:
-            overlap = _iou(face.box, boxes_b)
+            overlap = np.array([iou(face.box, other.box) for other in b])
             best = int(np.argmax(overlap))
             if overlap[best] >= 0.5 and best not in used:
                 used.add(best)
