@@ -10,21 +10,24 @@ where one pass found none and merged two people into one box):
 - tiles of MID_TILE px (30 % overlap), keeping boxes of MID_RANGE_PX;
 - tiles of SMALL_TILE px (30 % overlap), keeping boxes up to SMALL_MAX_PX;
 - for a photo, also tiles of PHOTO_SMALL_TILE px enlarged to the model's 128 px, keeping
-  boxes up to ENLARGED_MAX_PX: a 20 px face is then 27 px to the model, which finds it far
+  boxes up to ENLARGED_MAX_PX: a 20 px face is then 32 px to the model, which finds it far
   more often (centred regions of 96 px find 92 % of the set's <24 px faces at 0.5, of
-  128 px 79 %; the set's recall goes 0.878 → 0.932). Enlarged tiles alone, with no size
-  limit, also read clouds as 30-40 px faces, hence the limit and the 1:1 tiles kept;
+  128 px 79 %). The set's recall goes 0.878 → 0.932 with tiles of 96 px and to 0.955 with
+  80 px (0.955 and 0.959 on sets built with seeds 1 and 2, precision 0.986-1.000); 64 px
+  tiles as well gained under 0.01 for twice the runs. Enlarged tiles alone, with no size
+  limit, also read clouds as 30-40 px faces, hence the limit and the 1:1 tiles kept (at
+  80 px a limit of 32 also took a 34 px shoulder in the group photo for a face; 30 did not,
+  and found as many on the sets);
 
 each pass at SCAN_THRESHOLD, then one weighted NMS over all passes. A box narrower than
 VERIFY_BELOW of the frame's short side gets a second look: the model on a square crop
 `AROUND` times its size must find it again at `score_threshold`, which drops text and textures a
 coarse pass mistook for a face and any box spanning two faces.
 
-A photo gets the whole pyramid at once (`scan`: each job once, 112 model runs at 640x480
-plus one per small box, ~118 on the set's frames, against ~75 before the enlarged tiles,
-when the interleaved list repeated the coarse jobs). A video cannot afford that per frame,
+A photo gets the whole pyramid at once (`scan`: each job once, 141 model runs at 640x480
+plus one per small box, ~146 on the set's frames, about 0.26 s here). A video cannot afford that per frame,
 so `detect` runs the pyramid's passes SCANS_PER_FRAME at a time, without the enlarged
-tiles (they would triple the cycle, 70 to 210 frames, ~7 s at 30 fps), large and small
+tiles (they would more than triple the cycle, 70 to 268 frames, ~9 s at 30 fps), large and small
 alternating (near faces are found within a few frames, far ones within one cycle), and
 re-finds every known face each frame on a crop `AROUND` times its size: 1 + faces runs a frame at
 the default, against 1 for the single pass.
@@ -54,7 +57,7 @@ CHECK_THRESHOLD = 0.5  # a known face is kept while a crop around it scores this
 WHOLE_MIN_PX = 140.0
 MID_TILE, MID_RANGE_PX = 320, (40.0, 200.0)
 SMALL_TILE, SMALL_MAX_PX = 128, 60.0
-PHOTO_SMALL_TILE, ENLARGED_MAX_PX = 96, 32.0  # a photo's smallest faces, enlarged to 128
+PHOTO_SMALL_TILE, ENLARGED_MAX_PX = 80, 30.0  # a photo's smallest faces, enlarged to 128
 TILE_OVERLAP = 0.3
 VERIFY_BELOW = 0.4  # of the frame's short side
 VERIFY_IOU = 0.4
