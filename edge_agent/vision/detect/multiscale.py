@@ -25,12 +25,12 @@ VERIFY_BELOW of the frame's short side gets a second look: the model on a square
 coarse pass mistook for a face and any box spanning two faces.
 
 A photo gets the whole pyramid at once (`scan`: each job once, 141 model runs at 640x480
-plus one per small box, ~146 on the set's frames, about 0.26 s here). A video cannot afford that per frame,
-so `detect` runs the pyramid's passes SCANS_PER_FRAME at a time, without the enlarged
-tiles (they would more than triple the cycle, 70 to 268 frames, ~9 s at 30 fps), large and small
-alternating (near faces are found within a few frames, far ones within one cycle), and
-re-finds every known face each frame on a crop `AROUND` times its size: 1 + faces runs a frame at
-the default, against 1 for the single pass.
+plus one per small box, ~146 on the set's frames, about 0.26 s here). A video cannot
+afford that per frame, so `detect` runs the pyramid's passes SCANS_PER_FRAME at a time,
+without the enlarged tiles (they would nearly quadruple the cycle, 70 to 268 frames, ~9 s
+at 30 fps), large and small alternating (near faces are found within a few frames, far
+ones within one cycle), and re-finds every known face each frame on a crop `AROUND` times
+its size: 1 + faces runs a frame at the default, against 1 for the single pass.
 Both drop a box holding the centres of two smaller faces found (`_without_spanning`).
 """
 
