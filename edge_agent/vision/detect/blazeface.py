@@ -239,7 +239,10 @@ class BlazeFaceDetector:
         cv2.resize(level, (cw, ch), dst=resized, interpolation=cv2.INTER_LINEAR)
         target = self._input[0, top : top + ch, left : left + cw]
         # Frames are BGR (OpenCV and picamera2's RGB888 agree on that); the model wants RGB.
-        np.multiply(resized[..., ::-1], np.float32(2.0 / 255.0), out=target, casting="unsafe")
+        # Swapped in place first, numpy scales contiguous bytes: through a reversed view the
+        # scaling took four times as long (96 against 22 us a run here).
+        cv2.cvtColor(resized, cv2.COLOR_BGR2RGB, dst=resized)
+        np.multiply(resized, np.float32(2.0 / 255.0), out=target, casting="unsafe")
         target -= np.float32(1.0)
         scales = np.array([cw / span_w, ch / span_h], dtype=np.float32)
         return scales, np.array([left - x1 * scales[0], top - y1 * scales[1]], np.float32)
