@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_agent.vision.boxes import iou
+from edge_agent.vision.boxes import iou_many
 from edge_agent.vision.classify import DLIB_MEANS_RGB
 from edge_agent.vision.classify.crops import aligned_chip
 from edge_agent.vision.detect.blazeface import make_anchors
@@ -126,7 +126,7 @@ def build_dataset(sources: Sources) -> Dataset:
         # Full range finds the small faces too; short range adds any it missed.
         faces = detect_faces(full, frame, BLAZE_FULL, anchors_full)
         for face in detect_faces(short, frame, BLAZE_SHORT, anchors_short):
-            if not faces or max(iou(face.box, f.box) for f in faces) < 0.3:
+            if not faces or iou_many(face.box, np.stack([f.box for f in faces])).max() < 0.3:
                 faces.append(face)
         for face in faces:
             faces_total += 1

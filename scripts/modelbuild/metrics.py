@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.vision.boxes import iou
+from edge_agent.vision.boxes import iou_many
 from edge_agent.vision.classify import AGE_WEIGHTS
 from edge_agent.vision.detect.blazeface import make_anchors
 
@@ -55,7 +55,7 @@ def blaze_agreement(
             continue
         used: set[int] = set()
         for face in a:
-            overlap = np.array([iou(face.box, other.box) for other in b])
+            overlap = iou_many(face.box, np.stack([other.box for other in b]))
             best = int(np.argmax(overlap))
             if overlap[best] >= 0.5 and best not in used:
                 used.add(best)
