@@ -36,6 +36,7 @@ Both drop a box holding the centres of two smaller faces found (`_without_spanni
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -96,8 +97,11 @@ def tiles(width: int, height: int, tile: int, overlap: float) -> list[Region]:
 
 
 def pyramid(width: int, height: int, photo: bool = False) -> list[Job]:
-    """The pyramid's jobs for one frame size, coarse and fine interleaved; a photo's also
-    have the enlarged tiles, for the smallest faces."""
+    """The pyramid's jobs for one frame size, coarse and fine interleaved.
+
+    A stream's list is one cycle, its few coarse jobs coming round again between the many
+    fine ones, so near faces are found within a few frames. A photo's runs each job once
+    and adds the enlarged tiles, for the smallest faces."""
     coarse = [Job(None, WHOLE_MIN_PX, math.inf)]
     coarse += [Job(r, *MID_RANGE_PX) for r in tiles(width, height, MID_TILE, TILE_OVERLAP)]
     fine = [Job(r, 0.0, SMALL_MAX_PX) for r in tiles(width, height, SMALL_TILE, TILE_OVERLAP)]
@@ -106,6 +110,8 @@ def pyramid(width: int, height: int, photo: bool = False) -> list[Job]:
             Job(r, 0.0, ENLARGED_MAX_PX)
             for r in tiles(width, height, PHOTO_SMALL_TILE, TILE_OVERLAP)
         ]
+        pairs = itertools.zip_longest(coarse, fine)
+        return [job for pair in pairs for job in pair if job is not None]
     jobs: list[Job] = []
     for index in range(max(len(coarse), len(fine))):
         jobs.append(coarse[index % len(coarse)])
@@ -172,8 +178,7 @@ class MultiScaleDetector:
         """Every face of one picture, from the whole pyramid (no memory of other frames)."""
         small, scale = _fit(image)
         height, width = small.shape[:2]
-        jobs = dict.fromkeys(pyramid(width, height, photo=True))  # each once: no cycle here
-        found = concatenate([self._run(small, job) for job in jobs])
+        found = concatenate([self._run(small, job) for job in pyramid(width, height, photo=True)])
         faces = to_detections(found, width, height, 0.0)
         faces = [f for f in (self._confirmed(small, face) for face in faces) if f is not None]
         return self._report(_without_spanning(faces), scale)
