@@ -245,6 +245,9 @@ class TfliteModel:
         self.input_shape: tuple[int, ...] = tuple(int(v) for v in self._input["shape"])
         self.dynamic_batch = int(self._input["shape_signature"][0]) == -1
         self.quantized = self._input["dtype"] != np.float32
+        # The build that runs, which is not always the one the config asked for: an Edge
+        # TPU file is int8 even under `variant = "float"`.
+        self.variant = "int8" if self.quantized else "float"
         self._in_scale, self._in_zero = self._input["quantization"]
         self._batch = self.input_shape[0]
 

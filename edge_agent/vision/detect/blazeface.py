@@ -196,7 +196,7 @@ class BlazeFaceDetector:
         self.model = model
         self.spec = spec
         self.runs_on = model.runs_on
-        self.variant: str = model.model.variant
+        self.variant: str = model.variant  # what runs (an Edge TPU build is int8)
         self.score_threshold = score_threshold  # may change between frames (SIGHUP)
         self.min_face_size = min_face_size
         self.invokes = 0  # model runs so far: what bench and the scan schedule count

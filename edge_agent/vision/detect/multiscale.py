@@ -136,7 +136,7 @@ class MultiScaleDetector:
         self.score_threshold = single.score_threshold  # may change between frames (SIGHUP)
         self.min_face_size = single.min_face_size
         self.scans_per_frame = scans_per_frame
-        self._around = AROUND[single.variant]
+        self._crop_scale = AROUND[single.variant]  # of the build that runs
         self._known: list[Detection] = []
         self._jobs: list[Job] = []
         self._size: tuple[int, int] | None = None
@@ -155,7 +155,7 @@ class MultiScaleDetector:
         """The face again, in a crop around it, if it overlaps its box by `min_iou`."""
         height, width = image.shape[:2]
         found = to_detections(
-            self.single.candidates(image, _around(face, self._around), threshold),
+            self.single.candidates(image, _around(face, self._crop_scale), threshold),
             width,
             height,
             0.0,
@@ -171,7 +171,7 @@ class MultiScaleDetector:
         """The second look: small boxes must be found again, at `score_threshold`."""
         if face.box[2] >= VERIFY_BELOW * min(image.shape[:2]):
             return face
-        return self._find_near(image, face, self.score_threshold, max(FOLLOW_IOU, VERIFY_IOU))
+        return self._find_near(image, face, self.score_threshold, VERIFY_IOU)
 
     # -- a photo, and a stream -----------------------------------------------------------
     def scan(self, image: np.ndarray) -> list[Detection]:

@@ -51,7 +51,7 @@ class SsdDetector:
     ) -> None:
         self.model = model
         self.runs_on = model.runs_on
-        self.variant = "int8" if model.quantized else "float"
+        self.variant = model.variant
         self.score_threshold = score_threshold
         self.min_face_size = min_face_size
         _, self._height, self._width, _ = model.input_shape
