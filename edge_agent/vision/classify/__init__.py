@@ -137,7 +137,7 @@ class FaceClassifier:
             if (face, view) not in chips:
                 margin, even = self._views[view]
                 buffer = self._buffer(
-                    f"emotion{size}_{margin}", (len(faces), size, size, 3), np.uint8
+                    f"emotion{size}_{view}", (len(faces), size, size, 3), np.uint8
                 )
                 chip = aligned_chip(
                     image, faces[face], size, "emotion", self.level_faces, buffer[face], margin
