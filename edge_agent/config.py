@@ -71,8 +71,8 @@ class ClassifierConfig:
     level_faces: bool = True
     rate_hz: float = bounded(0.0, 0.0, 1000.0)  # per track; 0 classifies every frame
     emotion_min_face: float = bounded(32.0, 0.0, 4096.0)
-    # Read each face's mirror image too: a photo averages both in one batch; a stream takes
-    # the mirror on alternate looks, at no cost per frame.
+    # Read each face's mirror image too: a photo averages every look in one batch; a stream
+    # reads one look of a face a frame, in turn, so the mirror costs nothing per frame.
     emotion_flip: bool = True
 
 
