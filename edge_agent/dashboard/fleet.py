@@ -304,14 +304,7 @@ class Fleet:
                 if not self._event(device, data, now_ms, delta):
                     return None
             else:
-                self._update(device, kind, payload, data, delta)
-                # (a device that sends `faces` moves its faces only there, or by coming
-                # and going)
-                if (
-                    kind == "faces"
-                    or kind == "availability"
-                    or (kind == "state" and not device.detail)
-                ):
+                if self._update(device, kind, payload, data, delta):
                     self._faces_changed(device, now_ms, delta)
             device.seen_ms = now_ms
             delta["patch"]["seen"] = now_ms
@@ -331,26 +324,32 @@ class Fleet:
 
     def _update(
         self, device: Device, kind: str, payload: bytes, data: Any, delta: dict[str, Any]
-    ) -> None:
+    ) -> bool:
+        """Take one message into the device; True if its faces may have moved (a device
+        that sends `faces` moves them only there, or by coming and going)."""
         patch = delta["patch"]
         if kind == "availability":
             device.availability = _text(payload.decode("utf-8", "replace").strip()) or "unknown"
             patch["availability"] = device.availability
             patch["state"] = device.state_view()
-        elif kind == "stats":
+            return True
+        if kind == "stats":
             device.stats = patch["stats"] = _stats(data)
-        elif kind == "state":
+            return False
+        if kind == "state":
             device.state = {
                 "face_count": _whole(data.get("face_count")),
                 "dominant_emotion": _text(data.get("dominant_emotion")),
                 "updated_at": _text(data.get("updated_at")),
             }
             patch["state"] = device.state_view()
-            if not device.detail:
-                device.latest_faces = _faces(data.get("faces"))
-        else:  # faces
-            device.detail = True
+            if device.detail:
+                return False
             device.latest_faces = _faces(data.get("faces"))
+            return True
+        device.detail = True  # faces
+        device.latest_faces = _faces(data.get("faces"))
+        return True
 
     def _event(self, device: Device, data: Any, now_ms: int, delta: dict[str, Any]) -> bool:
         event = _event(data, device.id, now_ms)
