@@ -53,9 +53,10 @@ def blaze_agreement(
         n_float, n_int8 = n_float + len(a), n_int8 + len(b)
         if not a or not b:
             continue
+        boxes_b = np.stack([f.box for f in b])
         used: set[int] = set()
         for face in a:
-            overlap = iou_many(face.box, np.stack([other.box for other in b]))
+            overlap = iou_many(face.box, boxes_b)
             best = int(np.argmax(overlap))
             if overlap[best] >= 0.5 and best not in used:
                 used.add(best)
