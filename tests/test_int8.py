@@ -96,8 +96,8 @@ def test_int8_multiscale_keeps_faces_on_a_stream(
 
     int8 reads the title lettering of no_face.mp4 as a face when a coarse job of the
     pyramid's cycle comes round while it is on screen, so one pass measures the luck of the
-    cycle's phase (0 % to 7 % of frames over 22 starting points); the clip played ten times in a row
-    puts the title under every part of the cycle: 3 % of frames (float: none)."""
+    cycle's phase (0 % to 7 % of frames over 22 starting points); the clip played ten times
+    in a row puts the title under every part of the cycle: 3 % of frames (float: none)."""
     from edge_agent.vision.detect.multiscale import MultiScaleDetector
 
     detector = MultiScaleDetector(

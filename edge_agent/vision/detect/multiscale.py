@@ -9,20 +9,20 @@ where one pass found none and merged two people into one box):
 - the whole frame, keeping boxes of at least WHOLE_MIN_PX;
 - tiles of MID_TILE px (30 % overlap), keeping boxes of MID_RANGE_PX;
 - tiles of SMALL_TILE px (30 % overlap), keeping boxes up to SMALL_MAX_PX;
-- tiles of ENLARGED_TILE px enlarged to the model's 128 px, keeping
-  boxes up to ENLARGED_MAX_PX: a 20 px face is then 32 px to the model, which finds it far
-  more often (centred regions of 96 px find 92 % of the set's <24 px faces at 0.5, of
-  128 px 79 %). The set's recall goes 0.878 → 0.932 with tiles of 96 px and to 0.955 with
-  80 px (0.955 and 0.959 on sets built with seeds 1 and 2, precision 0.986-1.000); 64 px
-  tiles as well gained under 0.01 for twice the runs. Enlarged tiles alone, with no size
-  limit, also read clouds as 30-40 px faces, hence the limit and the 1:1 tiles kept (at
-  80 px a limit of 32 also took a 34 px shoulder in the group photo for a face; 30 did not,
-  and found as many on the sets);
+- tiles of ENLARGED_TILE px enlarged to the model's 128 px, keeping boxes up to
+  ENLARGED_MAX_PX: a 20 px face is then 32 px to the model, which finds it far more often
+  (centred regions of 96 px find 92 % of the set's <24 px faces at 0.5, of 128 px 79 %).
+  The set's recall goes 0.878 → 0.932 with tiles of 96 px and to 0.955 with 80 px (0.955
+  and 0.959 on sets built with seeds 1 and 2, precision 0.986-1.000); 64 px tiles as well
+  gained under 0.01 for twice the runs. Enlarged tiles alone, with no size limit, also
+  read clouds as 30-40 px faces, hence the limit and the 1:1 tiles kept (at 80 px a limit
+  of 32 also took a 34 px shoulder in the group photo for a face; 30 did not, and found
+  as many on the sets);
 
 each pass at SCAN_THRESHOLD, then one weighted NMS over all passes. A box narrower than
 VERIFY_BELOW of the frame's short side gets a second look: the model on a square crop
-`AROUND` times its size must find it again at `score_threshold`, which drops text and textures a
-coarse pass mistook for a face and any box spanning two faces.
+`AROUND` times its size must find it again at `score_threshold`, which drops text and
+textures a coarse pass mistook for a face and any box spanning two faces.
 
 A photo gets the whole pyramid at once (`scan`: each job once, 141 model runs at 640x480
 plus one per small box, ~146 on the set's frames, about 0.26 s here). A video cannot
@@ -40,7 +40,6 @@ Both drop a box holding the centres of two smaller faces found (`_without_spanni
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
@@ -114,8 +113,7 @@ def pyramid(width: int, height: int, photo: bool = False) -> list[Job]:
         Job(r, 0.0, ENLARGED_MAX_PX) for r in tiles(width, height, ENLARGED_TILE, TILE_OVERLAP)
     ]
     if photo:
-        pairs = itertools.zip_longest(coarse, fine + enlarged)
-        return [job for pair in pairs for job in pair if job is not None]
+        return coarse + fine + enlarged
     kinds = (coarse, fine, enlarged)
     turns = max(len(kind) for kind in kinds)
     return [kind[index % len(kind)] for index in range(turns) for kind in kinds]
