@@ -118,3 +118,24 @@ def test_a_compiled_edgetpu_file_without_a_coral_is_a_clear_error(tmp_path) -> N
     assert file_for(model, AcceleratorChoice("edgetpu", "edgetpu", delegate=object())) == compiled
     with pytest.raises(ModelError, match="compiled for the Edge TPU and needs a Coral"):
         TfliteModel(model, AcceleratorChoice("auto", "cpu"))
+
+
+def test_a_model_build_keeps_the_entries_of_models_it_does_not_make(tmp_path: Path) -> None:
+    """`make models` rebuilds every model but face-api's emotion net, which
+    `emotion_head.py` builds on its own; the manifest it writes must keep that entry, or the
+    daemon's default emotion model would no longer load after a rebuild."""
+    from scripts.modelbuild.manifest import keep_other_models, make_manifest
+
+    shipped = load_manifest()
+    built = make_manifest(DEFAULT_MODELS_DIR, {})
+    assert "emotion_faceapi" not in built["models"]
+    folder = tmp_path / "models"
+    shutil.copytree(DEFAULT_MODELS_DIR, folder)
+    merged = keep_other_models(built, folder / "manifest.json")
+    assert merged["models"]["emotion_faceapi"] == shipped["models"]["emotion_faceapi"]
+    for name, entry in built["models"].items():  # what the build made, from the build
+        assert merged["models"][name] is entry
+        assert entry["variants"] == shipped["models"][name]["variants"]
+    (folder / "manifest.json").write_text(json.dumps(merged))
+    for variant in ("float", "int8"):
+        TfliteModel(resolve("emotion_faceapi", variant, folder), AcceleratorChoice("cpu", "cpu"))

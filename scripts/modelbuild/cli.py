@@ -22,7 +22,7 @@ from .blazeface import blazeface_int8
 from .convert import emotion_models, onnx_models, onnx_reference
 from .dataset import Dataset, build_dataset
 from .faces import BLAZE_FULL, BLAZE_SHORT
-from .manifest import make_manifest
+from .manifest import keep_other_models, make_manifest
 from .metrics import LATENCY_RUNS, blaze_agreement, classifier_agreement, latency_ms
 from .ssd import ssd_face_tiny
 from .tflite import THREADS, check_all_int8, interpreter, run_tflite
@@ -174,7 +174,7 @@ def build(args: argparse.Namespace, work: Path) -> int:
     onnx_check = build_models(staged, sources, data, work)
     metrics = measure(staged, data)
     latency = {} if args.no_latency else measure_latency(staged, data)
-    manifest = make_manifest(staged, metrics)
+    manifest = keep_other_models(make_manifest(staged, metrics), args.out / "manifest.json")
     (staged / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     ssd = ssd_face_tiny(work)
 

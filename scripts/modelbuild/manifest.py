@@ -7,6 +7,7 @@ licence) and the int8 agreement numbers are for the people who audit the files.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +137,20 @@ def make_manifest(folder: Path, metrics: dict[str, dict[str, Any]]) -> dict[str,
                 "stay well inside them (see models/README.md)",
             }
     return {"format": 1, "models": models}
+
+
+def keep_other_models(manifest: dict[str, Any], previous: Path) -> dict[str, Any]:
+    """`manifest` plus the entries of the `previous` manifest for models this build does not
+    make, unchanged.
+
+    `emotion_faceapi`, the default emotion model, is built on its own by `emotion_head.py`
+    (it needs npm's tarball and the labelled photos). Without this a `make models` would
+    write a manifest without it, and the daemon could no longer load its default model.
+    """
+    if not previous.exists():
+        return manifest
+    kept = json.loads(previous.read_text()).get("models", {})
+    models = dict(manifest["models"])
+    for name, entry in kept.items():
+        models.setdefault(name, entry)
+    return {**manifest, "models": models}
