@@ -131,7 +131,7 @@ def test_a_model_build_keeps_the_entries_of_models_it_does_not_make(tmp_path: Pa
     assert "emotion_faceapi" not in built["models"]
     folder = tmp_path / "models"
     shutil.copytree(DEFAULT_MODELS_DIR, folder)
-    merged = keep_other_models(built, folder / "manifest.json")
+    merged = keep_other_models(built, folder)
     assert merged["models"]["emotion_faceapi"] == shipped["models"]["emotion_faceapi"]
     for name, entry in built["models"].items():  # what the build made, from the build
         assert merged["models"][name] is entry

@@ -174,7 +174,7 @@ def build(args: argparse.Namespace, work: Path) -> int:
     onnx_check = build_models(staged, sources, data, work)
     metrics = measure(staged, data)
     latency = {} if args.no_latency else measure_latency(staged, data)
-    manifest = keep_other_models(make_manifest(staged, metrics), args.out / "manifest.json")
+    manifest = keep_other_models(make_manifest(staged, metrics), args.out)
     (staged / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     ssd = ssd_face_tiny(work)
 

@@ -7,13 +7,13 @@ licence) and the int8 agreement numbers are for the people who audit the files.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from edge_agent.types import EMOTIONS, GENDERS
 from edge_agent.vision.classify import AGE_WEIGHTS, DLIB_MEANS_RGB
 from edge_agent.vision.detect.blazeface import make_anchors
+from edge_agent.vision.manifest import MANIFEST_NAME, load_manifest
 
 from .blazeface import output_ranges
 from .faces import BLAZE_FULL, BLAZE_SHORT, BlazeSpec
@@ -139,18 +139,18 @@ def make_manifest(folder: Path, metrics: dict[str, dict[str, Any]]) -> dict[str,
     return {"format": 1, "models": models}
 
 
-def keep_other_models(manifest: dict[str, Any], previous: Path) -> dict[str, Any]:
-    """`manifest` plus the entries of the `previous` manifest for models this build does not
-    make, unchanged.
+def keep_other_models(manifest: dict[str, Any], out: Path) -> dict[str, Any]:
+    """`manifest` plus the entries of the manifest already in `out` for models this build
+    does not make, unchanged.
 
     `emotion_faceapi`, the default emotion model, is built on its own by `emotion_head.py`
     (it needs npm's tarball and the labelled photos). Without this a `make models` would
     write a manifest without it, and the daemon could no longer load its default model.
     """
-    if not previous.exists():
+    if not (out / MANIFEST_NAME).exists():
         return manifest
-    kept = json.loads(previous.read_text()).get("models", {})
     models = dict(manifest["models"])
+    kept = load_manifest(out)["models"]  # the runtime's reader, with its checks
     for name, entry in kept.items():
         models.setdefault(name, entry)
     return {**manifest, "models": models}
