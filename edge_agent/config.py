@@ -71,6 +71,7 @@ class ClassifierConfig:
     level_faces: bool = True
     rate_hz: float = bounded(0.0, 0.0, 1000.0)  # per track; 0 classifies every frame
     emotion_min_face: float = bounded(32.0, 0.0, 4096.0)
+    emotion_min_sharpness: float = bounded(0.012, 0.0, 1.0)
     # Read each face's mirror image too: a photo averages every look in one batch; a stream
     # reads one look of a face a frame, in turn, so the mirror costs nothing per frame.
     emotion_flip: bool = True
@@ -655,6 +656,7 @@ RELOADABLE = (
     "detector.min_face_size",
     "classifier.rate_hz",
     "classifier.emotion_min_face",
+    "classifier.emotion_min_sharpness",
     "tracker.",
     "display.",
     "mqtt.stats_interval_s",
@@ -755,6 +757,9 @@ NOTES: dict[str, str] = {
     'more accurate on real photos) or "mini_xception" (64x64 grey, FER-2013; about 3x cheaper).',
     "classifier.emotion_min_face": "Faces narrower than this (pixels), or turned away, show "
     '"uncertain" instead of an emotion (reloadable).',
+    "classifier.emotion_min_sharpness": "Faces whose crop keeps less fine detail than this "
+    '(blurred by motion or focus) show "uncertain"; 0 turns the check off. Sharp faces score '
+    "0.02-0.2 (reloadable).",
     "tracker.emotion_min_confidence": "Smoothed probability the leading emotion needs to be "
     'shown; below it the face is "uncertain" (reloadable).',
     "models.dir": "Empty: the models/ folder installed with edge-agent.",

@@ -294,6 +294,41 @@ def test_emotion_views_of_the_manifest_are_averaged(media) -> None:
     np.testing.assert_allclose(scores(views), (first + second) / 2, atol=1e-5)
 
 
+def test_a_blurred_face_reads_uncertain_and_the_check_can_be_turned_off(media) -> None:
+    """A face smeared by motion (along a row or a column) or out of focus still gets
+    confident scores, mostly wrong ones (docs/accuracy.md), so it shows "uncertain", in a
+    photo and in a stream; a dim but sharp copy is no blur. `emotion_min_sharpness = 0`,
+    reloaded, turns the check off."""
+    image = cv2.imread(str(media("0-f15-hao-ph.jpg")))
+    config = Config()
+    pipeline = Pipeline(config)
+
+    def shown(picture: np.ndarray) -> str:
+        (face,) = pipeline.process_still(Frame(0, 0.0, picture)).faces
+        assert sum(face.emotion_scores.values()) == pytest.approx(1.0, abs=0.01)
+        return face.emotion
+
+    assert shown(image) == "happy"
+    assert shown((image * 0.35).astype(np.uint8)) == "happy"
+    (face,) = pipeline.process_still(Frame(0, 0.0, image)).faces
+    length = int(0.15 * face.box[2]) | 1  # the face moved 15 % of its width in a frame
+    row = np.zeros((length, length), np.float32)
+    row[length // 2] = 1.0 / length
+    blurred = [
+        cv2.filter2D(image, -1, row),
+        cv2.filter2D(image, -1, row.T),
+        cv2.GaussianBlur(image, (0, 0), 0.03 * face.box[2]),
+    ]
+    assert [shown(picture) for picture in blurred] == ["uncertain"] * 3
+    stream = Pipeline(Config())  # a second of the smeared face: every look of it is flagged
+    results = [stream.process(Frame(i, i / 30, blurred[0])) for i in range(30)]
+    assert {face.emotion for result in results for face in result.faces} == {"uncertain"}
+    assert "emotion_changed" not in [event.type for result in results for event in result.events]
+    config.classifier.emotion_min_sharpness = 0.0
+    pipeline.apply_tunables(config)
+    assert "happy" in [shown(picture) for picture in blurred]
+
+
 def test_a_stream_spreads_the_looks_over_its_frames(media) -> None:
     """A photo is read with every look at once; a stream's face with one look a frame, its
     next each time, so one cycle of frames averages to the photo's answer at a quarter of

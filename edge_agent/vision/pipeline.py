@@ -110,6 +110,7 @@ class Pipeline:
             **models,
             level_faces=classifier.level_faces,
             emotion_min_face=classifier.emotion_min_face,
+            emotion_min_sharpness=classifier.emotion_min_sharpness,
             emotion_flip=classifier.emotion_flip,
         )
         self.tracker = Tracker(tracker_settings(config))
@@ -151,6 +152,7 @@ class Pipeline:
         self.detector.score_threshold = config.detector.score_threshold
         self.detector.min_face_size = config.detector.min_face_size
         self.classifier.emotion_min_face = config.classifier.emotion_min_face
+        self.classifier.emotion_min_sharpness = config.classifier.emotion_min_sharpness
 
     def process(self, frame: Frame, *, still: bool = False) -> FrameResult:
         """One frame of a stream, or with `still` a picture scanned whole on its own."""

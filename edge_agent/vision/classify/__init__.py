@@ -32,7 +32,7 @@ class FaceAttributes:
     emotion_scores: np.ndarray | None = None  # (7,) probabilities in EMOTIONS order
     age: float | None = None
     female_probability: float | None = None
-    emotion_reliable: bool = True  # False: too small or turned away to read an expression
+    emotion_reliable: bool = True  # False: too small, turned away or blurred to read one
 
 
 # Nose-to-ear distances, the nearer over the farther: about 1 for a frontal face, towards 0
@@ -51,8 +51,44 @@ def frontality(face: Detection) -> float:
 
 
 def readable(face: Detection, min_face: float) -> bool:
-    """Whether an expression can be read from this face at all (see emotion_reliable)."""
+    """Whether this face's size and pose let an expression be read at all (see
+    emotion_reliable; the chip's sharpness is the other condition)."""
     return min(face.box[2], face.box[3]) >= min_face and frontality(face) >= MIN_FRONTALITY
+
+
+# Sharpness is measured on the chip's grey shrunk to this side, whatever the model's input:
+# at 112 px the chip of any face under 112 px is soft from its own upscaling alone.
+SHARPNESS_SIDE = 56
+# Second differences along rows, columns and both diagonals.
+_SECOND_DIFFERENCES = [
+    np.array(kernel, np.float32)
+    for kernel in (
+        [[0, 0, 0], [1, -2, 1], [0, 0, 0]],
+        [[0, 1, 0], [0, -2, 0], [0, 1, 0]],
+        [[1, 0, 0], [0, -2, 0], [0, 0, 1]],
+        [[0, 0, 1], [0, -2, 0], [1, 0, 0]],
+    )
+]
+
+
+def sharpness(chip: np.ndarray) -> float:
+    """How much fine detail an emotion chip keeps: the variance of the weakest of four
+    directional second differences over the grey level's variance.
+
+    Defocus lowers all four, motion blur the one along the motion, so the weakest catches
+    both; dividing by the variance makes it indifferent to lighting and contrast. Measured
+    on the labelled photos' chips: sharp faces score 0.02-0.2 (5th to 95th percentile,
+    median 0.09), and the same faces blurred to under 0.012 are read wrong more often than
+    right even when the model is confident.
+    """
+    grey = cv2.cvtColor(chip, cv2.COLOR_BGR2GRAY)
+    side = (SHARPNESS_SIDE, SHARPNESS_SIDE)
+    g = cv2.resize(grey, side, interpolation=cv2.INTER_AREA).astype(np.float32)
+    weakest = min(
+        float(cv2.meanStdDev(cv2.filter2D(g, -1, kernel)[1:-1, 1:-1])[1][0, 0])
+        for kernel in _SECOND_DIFFERENCES
+    )
+    return weakest**2 / max(float(cv2.meanStdDev(g)[1][0, 0]) ** 2, 1.0)
 
 
 def even_contrast(chip: np.ndarray) -> None:
@@ -82,6 +118,7 @@ class FaceClassifier:
         *,
         level_faces: bool = True,
         emotion_min_face: float = 0.0,
+        emotion_min_sharpness: float = 0.0,
         emotion_flip: bool = False,
     ) -> None:
         self.emotion, self.age, self.gender = emotion, age, gender
@@ -98,7 +135,9 @@ class FaceClassifier:
         _, self._emotion_size, _, channels = spec.get("shape", (1, 64, 64, 1))
         self._emotion_rgb = channels == 3
         self.level_faces = level_faces
-        self.emotion_min_face = emotion_min_face  # may change between frames (SIGHUP)
+        # These two may change between frames (SIGHUP).
+        self.emotion_min_face = emotion_min_face
+        self.emotion_min_sharpness = emotion_min_sharpness
         self.emotion_flip = emotion_flip
         # Chips and model inputs are written into buffers kept per shape, so a steady scene
         # allocates no image-sized arrays per frame; a new face count adds one set.
@@ -126,11 +165,12 @@ class FaceClassifier:
 
     def _emotion_input(
         self, image: np.ndarray, faces: list[Detection], rows: list[tuple[int, int, bool]]
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, dict[tuple[int, int], np.ndarray]]:
         """One model input row per (face, view, mirrored), as the emotion model was trained,
         read from its manifest entry: face-api's 112x112 RGB less the channel means, / 255;
         or mini-XCEPTION's grey 64x64 in [-1, 1], as fer prepares FER-2013 faces. Each
-        view's chip of a face is cut (and evened) once, whatever looks use it."""
+        view's chip of a face is cut (and evened) once, whatever looks use it; the chips,
+        keyed by (face, view), come back beside the batch."""
         size = self._emotion_size
         chips: dict[tuple[int, int], np.ndarray] = {}
         for face, view, _ in rows:
@@ -152,7 +192,7 @@ class FaceClassifier:
                 rgb = chip[:, ::-1, ::-1] if mirrored else chip[..., ::-1]
                 np.subtract(rgb, FACE_API_MEANS_RGB, out=out, casting="unsafe")
             batch *= np.float32(1 / 255)
-            return batch
+            return batch, chips
         grey = self._buffer("grey", (1, size, size), np.uint8)[0]
         batch = self._buffer("emotion_in", (len(rows), size, size, 1), np.float32)
         for out, (face, view, mirrored) in zip(batch, rows, strict=True):
@@ -160,7 +200,7 @@ class FaceClassifier:
             plane = grey[:, ::-1, None] if mirrored else grey[..., None]
             np.multiply(plane, np.float32(2.0 / 255.0), out=out, casting="unsafe")
         batch -= np.float32(1.0)
-        return batch
+        return batch, chips
 
     def _dlib_input(self, image: np.ndarray, faces: list[Detection], size: int) -> np.ndarray:
         """RGB, mean-subtracted, /256: the dlib nets' input (chips are BGR, hence [::-1])."""
@@ -190,14 +230,22 @@ class FaceClassifier:
                 rows = [(face, *look) for look in every for face in range(len(faces))]
             else:
                 rows = [(face, *every[n % len(every)]) for face, n in enumerate(looks)]
-            raw = _run_batched(self.emotion, self._emotion_input(image, faces, rows))
+            batch, chips = self._emotion_input(image, faces, rows)
+            raw = _run_batched(self.emotion, batch)
             sums = np.zeros((len(faces), raw.shape[-1]), np.float32)
             np.add.at(sums, [face for face, _, _ in rows], raw)
             probabilities = (sums / (len(rows) // len(faces)))[:, self._emotion_order]
-            scored = zip(results, faces, probabilities, strict=True)
-            for result, face, scores in scored:
+            # A face's sharpness is the mean over the chips of it read in this call.
+            detail = [
+                float(np.mean([sharpness(chip) for (f, _), chip in chips.items() if f == face]))
+                for face in range(len(faces))
+            ]
+            scored = zip(results, faces, probabilities, detail, strict=True)
+            for result, face, scores, sharp in scored:
                 result.emotion_scores = scores
-                result.emotion_reliable = readable(face, self.emotion_min_face)
+                result.emotion_reliable = (
+                    readable(face, self.emotion_min_face) and sharp >= self.emotion_min_sharpness
+                )
         if self.age is not None:
             batch = self._dlib_input(image, faces, 64)
             for result, row in zip(results, _run_batched(self.age, batch), strict=True):
