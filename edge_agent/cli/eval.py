@@ -244,7 +244,7 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 def main(args: argparse.Namespace) -> int:
     labels = Path(args.labels)
-    images = Path(args.images) if args.images else _default_images(labels)
+    images = Path(args.images) if args.images else default_images(labels)
     if not images.is_dir():
         raise InputError(f"--images {images}: not a folder")
     rows, warnings = read_labels(labels, images, args.split)
@@ -269,7 +269,7 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _default_images(labels: Path) -> Path:
+def default_images(labels: Path) -> Path:
     """`images/` beside the CSV if there is one, else the CSV's own folder."""
     beside = labels.parent / "images"
     return beside if beside.is_dir() else labels.parent

@@ -217,24 +217,31 @@ class FaceClassifier:
 
         Without `looks` each face's emotion is the mean of all its `looks()` at once (a
         photo). A stream gives each face the number of its next look instead (the track's
-        count of classifications): one look per frame, each face through all of them in
-        turn, and the tracker's smoothing (`tracker.smoothing_s`, 0.4 s) averages the looks
-        of consecutive frames, for the cost of one.
+        count of classifications). Its first reading (number 0) takes every look at once,
+        as a photo does, because the tracker starts the face's smoothing and its first
+        shown emotion from it: one look alone differs from the mean of all often enough
+        that a face held still would change its emotion within a second. After that a
+        face gets one look per frame, in turn, and the tracker's smoothing
+        (`tracker.smoothing_s`, 0.4 s) averages the looks of consecutive frames, for the
+        cost of one.
         """
         results = [FaceAttributes() for _ in faces]
         if not faces:
             return results
         if self.emotion is not None:
             every = self.looks()
-            if looks is None:
-                rows = [(face, *look) for look in every for face in range(len(faces))]
-            else:
-                rows = [(face, *every[n % len(every)]) for face, n in enumerate(looks)]
+            numbers = [0] * len(faces) if looks is None else looks
+            rows = [
+                (face, *look)
+                for face, n in enumerate(numbers)
+                for look in (every if n == 0 else [every[n % len(every)]])
+            ]
             batch, chips = self._emotion_input(image, faces, rows)
             raw = _run_batched(self.emotion, batch)
             sums = np.zeros((len(faces), raw.shape[-1]), np.float32)
             np.add.at(sums, [face for face, _, _ in rows], raw)
-            probabilities = (sums / (len(rows) // len(faces)))[:, self._emotion_order]
+            counts = np.bincount([face for face, _, _ in rows], minlength=len(faces))
+            probabilities = (sums / counts[:, None])[:, self._emotion_order]
             # A face's sharpness is the mean over the chips of it read in this call.
             detail = [
                 float(np.mean([sharpness(chip) for (f, _), chip in chips.items() if f == face]))
