@@ -101,10 +101,18 @@ def even_contrast(chip: np.ndarray) -> None:
     cv2.cvtColor(ycc, cv2.COLOR_YCrCb2BGR, dst=chip)
 
 
-def _run_batched(model: TfliteModel, batch: np.ndarray) -> np.ndarray:
-    if model.max_batch is None or len(batch) <= model.max_batch:
+def _run_batched(model: TfliteModel, batch: np.ndarray, per_run: int | None = None) -> np.ndarray:
+    """The model's first output for every row of `batch`, in one run when it can. A model
+    with a fixed batch takes that many rows a run; `per_run` makes every run take exactly
+    that many, the last one padded with copies of the last row, so that the interpreter
+    keeps one batch size (resizing it reallocates its buffers)."""
+    step = min(n for n in (model.max_batch, per_run, len(batch)) if n is not None)
+    if len(batch) == step:
         return model.run(batch)[0]
-    return np.concatenate([model.run(batch[i : i + 1])[0] for i in range(len(batch))])
+    short = -len(batch) % step
+    padded = np.concatenate([batch, np.repeat(batch[-1:], short, axis=0)]) if short else batch
+    runs = [model.run(padded[i : i + step])[0] for i in range(0, len(padded), step)]
+    return np.concatenate(runs)[: len(batch)]
 
 
 class FaceClassifier:
@@ -139,16 +147,17 @@ class FaceClassifier:
         self.emotion_min_face = emotion_min_face
         self.emotion_min_sharpness = emotion_min_sharpness
         self.emotion_flip = emotion_flip
-        # Chips and model inputs are written into buffers kept per shape, so a steady scene
-        # allocates no image-sized arrays per frame; a new face count adds one set.
-        self._buffers: dict[tuple[str, int], np.ndarray] = {}
+        # Chips and model inputs are written into buffers kept by name, so a steady scene
+        # allocates no image-sized arrays per frame (see _buffer).
+        self._buffers: dict[str, np.ndarray] = {}
 
     def _buffer(self, name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
-        key = (name, shape[0])
-        buffer = self._buffers.get(key)
-        if buffer is None:
-            buffer = self._buffers[key] = np.empty(shape, dtype)
-        return buffer
+        """The first `shape[0]` rows of the one buffer kept under `name`, grown when a
+        frame needs more rows (one per row count would keep every count a scene has had)."""
+        buffer = self._buffers.get(name)
+        if buffer is None or len(buffer) < shape[0]:
+            buffer = self._buffers[name] = np.empty(shape, dtype)
+        return buffer[: shape[0]]
 
     def _dlib_chips(self, image: np.ndarray, faces: list[Detection], size: int) -> np.ndarray:
         chips = self._buffer(f"dlib{size}", (len(faces), size, size, 3), np.uint8)
@@ -237,7 +246,10 @@ class FaceClassifier:
                 for look in (every if n == 0 else [every[n % len(every)]])
             ]
             batch, chips = self._emotion_input(image, faces, rows)
-            raw = _run_batched(self.emotion, batch)
+            # A stream runs the net one row per face at a time, as many rows as faces: a new
+            # face's three extra looks then neither grow the interpreter's batch nor make it
+            # resize (as one batch of every row, they kept 22 MB more with five faces).
+            raw = _run_batched(self.emotion, batch, None if looks is None else len(faces))
             sums = np.zeros((len(faces), raw.shape[-1]), np.float32)
             np.add.at(sums, [face for face, _, _ in rows], raw)
             counts = np.bincount([face for face, _, _ in rows], minlength=len(faces))
