@@ -18,9 +18,9 @@ import json
 from pathlib import Path
 
 from edge_agent.capture.files import read_image
-from edge_agent.cli.eval import default_images, read_labels
+from edge_agent.cli.eval import add_emotion, default_images, main_face, read_labels
 from edge_agent.config import load_or_default
-from edge_agent.types import UNCERTAIN, Frame
+from edge_agent.types import Frame
 from edge_agent.vision.detect.multiscale import MultiScaleDetector
 from edge_agent.vision.metrics import NO_FACE, EmotionTally
 from edge_agent.vision.pipeline import Pipeline
@@ -57,13 +57,7 @@ def main() -> None:
             result = pipeline.process(Frame(index, index / FPS, image))
             fired |= any(event.type == "emotion_changed" for event in result.events)
             if index + 1 in tallies:
-                face = max(result.faces, key=lambda f: f.box[2] * f.box[3], default=None)
-                if face is None or not face.emotion_scores:
-                    tallies[index + 1].add(row.emotion, NO_FACE, 0.0, False)
-                else:
-                    top = max(face.emotion_scores, key=face.emotion_scores.__getitem__)
-                    stated = face.emotion not in (None, UNCERTAIN)
-                    tallies[index + 1].add(row.emotion, top, face.emotion_scores[top], stated)
+                add_emotion(tallies[index + 1], row.emotion, main_face(result.faces))
         changed += fired
     report: dict[str, object] = {
         f"frame_{mark}": {

@@ -136,8 +136,18 @@ class Progress:
         sys.stderr.flush()
 
 
-def _main_face(faces: list[FaceResult]) -> FaceResult | None:
+def main_face(faces: list[FaceResult]) -> FaceResult | None:
+    """The face a labelled photo is about: the largest."""
     return max(faces, key=lambda face: face.box[2] * face.box[3], default=None)
+
+
+def add_emotion(tally: EmotionTally, label: str, face: FaceResult | None) -> None:
+    """One labelled face scored: its top class whether stated or not, NO_FACE if none."""
+    if face is None or not face.emotion_scores:
+        tally.add(label, NO_FACE, 0.0, False)
+        return
+    top = max(face.emotion_scores, key=face.emotion_scores.__getitem__)
+    tally.add(label, top, face.emotion_scores[top], face.emotion not in (None, UNCERTAIN))
 
 
 def evaluate(pipeline: Pipeline, rows: list[Row], progress: Progress) -> dict[str, Any]:
@@ -156,16 +166,11 @@ def evaluate(pipeline: Pipeline, rows: list[Row], progress: Progress) -> dict[st
             continue
         faces = pipeline.process_still(Frame(0, 0.0, image)).faces
         found += bool(faces)
-        face = _main_face(faces)
+        face = main_face(faces)
         if row.boxes is not None:
             detection.add(row.boxes, [f.box for f in faces])
         if row.emotion is not None:
-            if face is None or not face.emotion_scores:
-                emotions.add(row.emotion, NO_FACE, 0.0, False)
-            else:
-                top = max(face.emotion_scores, key=face.emotion_scores.__getitem__)
-                stated = face.emotion not in (None, UNCERTAIN)
-                emotions.add(row.emotion, top, face.emotion_scores[top], stated)
+            add_emotion(emotions, row.emotion, face)
         if face is not None and row.age is not None and face.age is not None:
             age_errors.append(abs(face.age - row.age))
         if face is not None and row.gender is not None and face.gender is not None:
