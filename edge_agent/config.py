@@ -760,6 +760,8 @@ NOTES: dict[str, str] = {
     "classifier.emotion_min_sharpness": "Faces whose crop keeps less fine detail than this "
     '(blurred by motion or focus) show "uncertain"; 0 turns the check off. Sharp faces score '
     "0.02-0.2 (reloadable).",
+    "tracker.confirm_hits": "Frames a new face must be seen on before it is announced "
+    "(face_appeared) and classified; a shorter flicker is neither (reloadable).",
     "tracker.emotion_min_confidence": "Smoothed probability the leading emotion needs to be "
     'shown; below it the face is "uncertain" (reloadable).',
     "models.dir": "Empty: the models/ folder installed with edge-agent.",

@@ -6,9 +6,10 @@
 `edge-agent eval` measures the photo path: every look of a face at once. A camera reads a
 face one look a frame and smooths them, and shows its first emotion from its first frames.
 Here each photo is played as a 30 fps stream of itself into a fresh detector and tracker (a
-face walking into an empty room), and the face is scored as `eval` scores it at 1, 10 and
-30 frames and at the end, together with how many photos fired `emotion_changed` although
-nothing in them moved. Prints one JSON object.
+face walking into an empty room), and the face is scored as `eval` scores it at 2 frames
+(its first reading: a face is classified once it is confirmed), 10 and 30 frames and at
+the end, together with how many photos fired `emotion_changed` although nothing in them
+moved. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def main() -> None:
     rows, _ = read_labels(args.labels, args.images or default_images(args.labels), args.split)
     pipeline = Pipeline(load_or_default(args.config))
     frames = max(1, round(args.seconds * FPS))
-    marks = sorted({m for m in (1, 10, 30, frames) if m <= frames})
+    marks = sorted({m for m in (2, 10, 30, frames) if m <= frames})
     tallies = {mark: EmotionTally() for mark in marks}
     changed = 0
     for row in rows:

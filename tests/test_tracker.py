@@ -92,7 +92,7 @@ def test_event_snapshot_does_not_follow_later_changes() -> None:
 
 
 def test_smoothing_needs_several_frames_to_flip_the_leader() -> None:
-    tracker = Tracker(TrackerSettings(smoothing_s=0.4, emotion_hold_s=0.0))
+    tracker = Tracker(TrackerSettings(smoothing_s=0.4, emotion_hold_s=0.0, confirm_hits=1))
     step(tracker, 0.0, [FACE], ["sad"])
     step(tracker, 1 / 30, [FACE], ["happy"])
     assert tracker.tracks[0].emotion == "sad"  # one frame of happy moves the mean little
@@ -109,7 +109,30 @@ def test_classification_rate_per_track_is_throttled_on_frame_time() -> None:
         due.append(tracker.due(track, k / 30))
         if due[-1]:
             tracker.observe(track, FaceAttributes(scores("happy")), k / 30)
-    assert due == [True, False, False, True, False, False, True, False, False, True]
+    # first on the frame the face is confirmed (its second), then every third frame
+    assert due == [False, True, False, False, True, False, False, True, False, False]
+
+
+def test_a_face_is_classified_from_the_frame_it_is_confirmed_on() -> None:
+    """Its first box (a coarse pass's) is not where it settles, and a flicker that is
+    never confirmed costs no classification; a reload raising `confirm_hits` does not stop
+    the classification of a face already confirmed."""
+    tracker = Tracker(TrackerSettings(confirm_hits=3))
+    due = []
+    for k in range(4):
+        (track,) = tracker.associate([Detection(FACE, 0.9)], k / 30)
+        due.append(tracker.due(track, k / 30))
+        if due[-1]:
+            tracker.observe(track, FaceAttributes(scores("happy")), k / 30)
+        tracker.confirm([track], k / 30)
+        if k == 0:
+            assert track.result().emotion is None and not track.confirmed
+    assert due == [False, False, True, True]
+    (appeared,) = tracker.drain_events()
+    assert appeared.type == "face_appeared" and appeared.face.emotion == "happy"
+    tracker.settings.confirm_hits = 10
+    (track,) = tracker.associate([Detection(FACE, 0.9)], 4 / 30)
+    assert tracker.due(track, 4 / 30)
 
 
 def test_age_and_gender_average_over_samples() -> None:

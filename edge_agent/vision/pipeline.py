@@ -162,7 +162,8 @@ class Pipeline:
         detections = self.detector.scan(image) if still else self.detector.detect(image)
         detected = clock()
         tracks = self.tracker.associate(detections, frame.t)
-        due = [i for i, track in enumerate(tracks) if self.tracker.due(track, frame.t)]
+        # A photo reads every face it finds; a stream's tracker says which are due.
+        due = [i for i, track in enumerate(tracks) if still or self.tracker.due(track, frame.t)]
         tracked = clock()
         # A photo gets every emotion look at once; a stream's face the next of its own.
         looks = None if still else [tracks[i].times_classified for i in due]
