@@ -147,10 +147,10 @@ class Tracker:
         finds it in a coarse pass (on the labelled photos held still, 4.5 % wider and 3 %
         of its width off centre, in the median) and re-finds it from the next frame on
         (then 0.1 % and 1.1 %, and under 0.2 % and 0.7 % after). Its first reading starts
-        the smoothing and the first shown emotion, so read from that first box it made 48
-        of 492 still photos change emotion within 2 s, and read from the second frame 35
-        (scripts/still_streams.py). A flicker that is never confirmed is never classified
-        either.
+        the smoothing and the first shown emotion, so read from that first box it made 43
+        of 492 still photos (with sensor noise) change emotion within 2 s, and read from
+        the second frame 31 (scripts/still_streams.py --noise 2). A flicker that is never
+        confirmed is never classified either.
         """
         if not (track.confirmed or track.hits >= self.settings.confirm_hits):
             return False
