@@ -12,6 +12,13 @@ import pytest
 from edge_agent.capture.files import open_path
 from edge_agent.config import Config
 from edge_agent.types import Frame, FrameResult, TrackEvent
+from edge_agent.vision.classify import (
+    DLIB_INPUT,
+    DLIB_MEANS_RGB,
+    FACE_API_INPUT,
+    FACE_API_MEANS_RGB,
+    to_input,
+)
 from edge_agent.vision.pipeline import Pipeline
 
 Run = tuple[list[FrameResult], list[TrackEvent]]
@@ -292,6 +299,21 @@ def test_emotion_views_of_the_manifest_are_averaged(media) -> None:
     first, second = scores(views[:1]), scores(views[1:])
     assert np.abs(first - second).max() > 0.02
     np.testing.assert_allclose(scores(views), (first + second) / 2, atol=1e-5)
+
+
+def test_model_inputs_are_the_chips_in_rgb_less_the_means_and_scaled() -> None:
+    """What each net was trained on: RGB from the BGR chips, less the channel means, over
+    255 (face-api) or 256 (dlib), one chip or a batch of them alike."""
+    rng = np.random.default_rng(0)
+    for shape in ((112, 112, 3), (5, 64, 64, 3), (2, 32, 32, 3)):
+        chips = rng.integers(0, 256, shape, dtype=np.uint8)
+        for transform, means, scale in (
+            (FACE_API_INPUT, FACE_API_MEANS_RGB, 255),
+            (DLIB_INPUT, DLIB_MEANS_RGB, 256),
+        ):
+            out = to_input(chips, transform, np.empty(shape, np.float32))
+            expected = (chips[..., ::-1].astype(np.float32) - means) / scale
+            np.testing.assert_allclose(out, expected, atol=1e-6)
 
 
 def test_a_blurred_face_reads_uncertain_and_the_check_can_be_turned_off(media) -> None:

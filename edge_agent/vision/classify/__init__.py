@@ -25,6 +25,29 @@ DLIB_MEANS_RGB = np.array([122.781998, 117.000999, 104.297997], dtype=np.float32
 FACE_API_MEANS_RGB = np.array([122.782, 117.001, 104.298], dtype=np.float32)
 
 
+def _input_transform(means_rgb: np.ndarray, scale: float) -> np.ndarray:
+    """The 3x4 matrix taking a BGR pixel (and 1) to a model's input, (RGB - means) * scale."""
+    swap = np.eye(3)[::-1]  # its rows pick R, G and B out of B, G, R
+    return (np.hstack([swap, -means_rgb[:, None].astype(np.float64)]) * scale).astype(np.float32)
+
+
+FACE_API_INPUT = _input_transform(FACE_API_MEANS_RGB, 1 / 255)
+DLIB_INPUT = _input_transform(DLIB_MEANS_RGB, 1 / 256)
+
+
+def to_input(chips: np.ndarray, transform: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """`out` (float32, contiguous, the shape of `chips`): `transform` applied to every BGR
+    pixel of the uint8 chip or chips.
+
+    One cv2.transform swaps the channels, shifts and scales in place over contiguous
+    floats; numpy reading through a channel-reversed view took five to six times as long
+    (a 112 px chip: 128 against 23 us; five 64 px dlib chips: 223 against 36 us)."""
+    np.copyto(out, chips, casting="unsafe")
+    pixels = out.reshape(-1, out.shape[-2], 3)
+    cv2.transform(pixels, transform, dst=pixels)
+    return out
+
+
 @dataclass(slots=True)
 class FaceAttributes:
     """What the classifiers said about one face in one frame (None: model not run)."""
@@ -192,10 +215,9 @@ class FaceClassifier:
         if self._emotion_rgb:
             batch = self._buffer("emotion_rgb_in", (len(rows), size, size, 3), np.float32)
             for out, (face, view, mirrored) in zip(batch, rows, strict=True):
-                chip = chips[face, view]
-                rgb = chip[:, ::-1, ::-1] if mirrored else chip[..., ::-1]
-                np.subtract(rgb, FACE_API_MEANS_RGB, out=out, casting="unsafe")
-            batch *= np.float32(1 / 255)
+                to_input(chips[face, view], FACE_API_INPUT, out)
+                if mirrored:
+                    cv2.flip(out, 1, dst=out)
             return batch, chips
         grey = self._buffer("grey", (1, size, size), np.uint8)[0]
         batch = self._buffer("emotion_in", (len(rows), size, size, 1), np.float32)
@@ -207,12 +229,9 @@ class FaceClassifier:
         return batch, chips
 
     def _dlib_input(self, image: np.ndarray, faces: list[Detection], size: int) -> np.ndarray:
-        """RGB, mean-subtracted, /256: the dlib nets' input (chips are BGR, hence [::-1])."""
+        """RGB, mean-subtracted, /256: the dlib nets' input (from the BGR chips)."""
         chips = self._dlib_chips(image, faces, size)
-        batch = self._buffer(f"dlib{size}_in", chips.shape, np.float32)
-        np.subtract(chips[..., ::-1], DLIB_MEANS_RGB, out=batch, casting="unsafe")
-        batch *= np.float32(1 / 256)
-        return batch
+        return to_input(chips, DLIB_INPUT, self._buffer(f"dlib{size}_in", chips.shape, np.float32))
 
     def classify(
         self, image: np.ndarray, faces: list[Detection], *, looks: list[int] | None = None
