@@ -150,6 +150,26 @@ def test_not_realtime_hands_over_every_frame_in_order_and_ends(media):
     assert capture.dropped == 0 and capture.state == "ended"
 
 
+def test_every_frame_mode_decodes_one_ahead_and_starts_latency_at_the_handover(media):
+    """A file at full speed: the next frame is decoded while the pipeline works on this one
+    (one ahead, no more), and its latency clock starts when the pipeline takes it."""
+    capture = Capture(CameraConfig(source=str(media(CLIP)), realtime=False))
+    capture.start()
+    try:
+        first = capture.take(timeout=2.0)
+        assert first is not None
+        assert wait_until(lambda: capture.mailbox.delivered == 2, 2.0)
+        time.sleep(0.2)  # the pipeline still busy with the first frame
+        assert capture.mailbox.delivered == 2
+        handover = time.monotonic()
+        second = capture.take(timeout=1.0)
+        assert second is not None and second.index == first.index + 1
+        assert second.read_at >= handover
+    finally:
+        capture.stop()
+    assert capture.dropped == 0
+
+
 def test_a_looped_folder_keeps_rising_time(media, tmp_path):
     for name in ("single_face.jpg", "multi_face.jpg"):
         (tmp_path / name).write_bytes(media(name).read_bytes())
