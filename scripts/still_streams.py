@@ -29,10 +29,8 @@ from edge_agent.capture.files import read_image
 from edge_agent.cli.eval import add_emotion, default_images, main_face, read_labels
 from edge_agent.config import load_or_default
 from edge_agent.types import Frame
-from edge_agent.vision.detect.multiscale import MultiScaleDetector
 from edge_agent.vision.metrics import NO_FACE, EmotionTally
 from edge_agent.vision.pipeline import Pipeline
-from edge_agent.vision.track.tracker import Tracker
 
 FPS = 30
 
@@ -56,11 +54,7 @@ def main() -> None:
         if row.emotion is None:
             continue
         image = read_image(row.image)
-        pipeline.tracker = Tracker(pipeline.tracker.settings)
-        if isinstance(pipeline.detector, MultiScaleDetector):  # forget the last photo's faces
-            pipeline.detector = MultiScaleDetector(
-                pipeline.detector.single, scans_per_frame=pipeline.detector.scans_per_frame
-            )
+        pipeline.new_scene()
         fired = False
         rng = np.random.default_rng(0)
         for index in range(frames):

@@ -352,6 +352,19 @@ def test_a_blurred_face_reads_uncertain_and_the_check_can_be_turned_off(media) -
     assert "happy" in [shown(picture) for picture in blurred]
 
 
+def test_a_new_scene_starts_every_face_afresh(media) -> None:
+    """After `new_scene` the same face is a new one: unread until it is confirmed again,
+    then announced again; nothing is said of the forgotten one."""
+    image = cv2.imread(str(media("single_face.jpg")))
+    pipeline = Pipeline(Config())
+    (before,) = [pipeline.process(Frame(i, i / 30, image)) for i in range(3)][-1].faces
+    assert before.emotion is not None
+    pipeline.new_scene()
+    again = [pipeline.process(Frame(3 + i, (3 + i) / 30, image)) for i in range(2)]
+    assert again[0].faces[0].emotion is None and again[1].faces[0].emotion is not None
+    assert [event.type for result in again for event in result.events] == ["face_appeared"]
+
+
 def test_a_stream_spreads_the_looks_over_its_frames(media) -> None:
     """A photo is read with every look at once, and so is a stream's face the first time
     (reading number 0: its smoothing and first shown emotion start from the photo's

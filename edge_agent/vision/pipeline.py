@@ -194,6 +194,12 @@ class Pipeline:
         finally:
             self.tracker = running
 
+    def new_scene(self) -> None:
+        """Forget every face: no track, smoothing or known box carries over to the next
+        frame (unrelated clips or photos played one after another as streams)."""
+        self.tracker = Tracker(self.tracker.settings)
+        self.detector.forget()
+
     def expire(self, t: float) -> list[TrackEvent]:
         """Retire faces unseen for too long while no frame arrives (a lost camera)."""
         self.tracker.associate([], t)

@@ -29,3 +29,7 @@ class Detector(Protocol):
     def scan(self, image: np.ndarray) -> list[Detection]:
         """Every face of one picture on its own, with no memory of earlier frames."""
         ...
+
+    def forget(self) -> None:
+        """Drop what `detect` remembers of the stream: the next frame starts a new scene."""
+        ...

@@ -279,3 +279,6 @@ class BlazeFaceDetector:
     def scan(self, image: np.ndarray) -> list[Detection]:
         """A photo on its own: one pass has no memory, so the same as `detect`."""
         return self.detect(image)
+
+    def forget(self) -> None:
+        """Nothing is kept between frames."""

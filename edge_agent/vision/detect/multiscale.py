@@ -187,8 +187,8 @@ class MultiScaleDetector:
         small, scale = _fit(image)
         height, width = small.shape[:2]
         if self._size != (width, height):
-            self._jobs, self._size, self._cursor = pyramid(width, height), (width, height), 0
-            self._known = []
+            self._jobs, self._size = pyramid(width, height), (width, height)
+            self.forget()
         kept: list[Detection] = []
         for face in self._known:
             again = self._find_near(small, face, CHECK_THRESHOLD)
@@ -207,6 +207,10 @@ class MultiScaleDetector:
                 kept.append(confirmed)
         self._known = kept = _without_spanning(kept)
         return self._report(kept, scale)
+
+    def forget(self) -> None:
+        """No known face, and the pyramid from its first job: as a new detector starts."""
+        self._known, self._cursor = [], 0
 
     def _report(self, faces: list[Detection], scale: float) -> list[Detection]:
         """Back to the caller's pixels, without faces under `min_face_size`, best first."""

@@ -66,6 +66,9 @@ class SsdDetector:
         """One pass has no memory: the same as `detect`."""
         return self.detect(image)
 
+    def forget(self) -> None:
+        """Nothing is kept between frames."""
+
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in a BGR uint8 frame, best first."""
         resized = cv2.resize(image, (self._width, self._height), interpolation=cv2.INTER_AREA)
