@@ -26,11 +26,9 @@ from edge_agent.capture.files import read_image
 from edge_agent.cli import warn
 from edge_agent.config import load_or_default
 from edge_agent.errors import BadMediaError, EdgeAgentError, InputError
-from edge_agent.types import EMOTIONS, GENDERS, Box, FaceResult, Frame
+from edge_agent.types import EMOTIONS, GENDERS, UNCERTAIN, Box, FaceResult, Frame
 from edge_agent.vision.metrics import NO_FACE, DetectionTally, EmotionTally
 from edge_agent.vision.pipeline import Pipeline
-
-UNCERTAIN = "uncertain"
 
 
 @dataclass(frozen=True, slots=True)
