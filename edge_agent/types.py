@@ -59,7 +59,9 @@ class Frame:
     t: float  # seconds since the source started, from the source's own clock
     image: np.ndarray  # H x W x 3, uint8, BGR
     wall: float = field(default_factory=time.time)  # when it was captured, for event `ts`
-    read_at: float = field(default_factory=time.monotonic)  # the same, for latency
+    # Where latency starts, on the monotonic clock: when a camera frame was read, and when
+    # the pipeline took a file's frame read at full speed (decoded ahead, it waits its turn).
+    read_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(slots=True)

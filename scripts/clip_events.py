@@ -7,8 +7,8 @@ There is no labelled video here, so this measures steadiness, not accuracy: how 
 (not "uncertain"), and how long after a face is first seen its first stated emotion comes
 (median over its tracks). Without clips it plays the sample clips and the bench's moving
 group photo, whose five faces never change expression, so every change there is noise.
-Each clip runs through a fresh pipeline at full speed, as `bench` reads a file. Prints one
-JSON object.
+Each clip starts a new scene (no face carried over) and runs at full speed, as `bench`
+reads a file. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -60,8 +60,11 @@ def main() -> None:
     parser.add_argument("--config")
     args = parser.parse_args()
     clips = args.clips or [sample(name) for name in SAMPLE_CLIPS] + [multiface_clip()]
-    config = load_or_default(args.config)
-    report = {path.name: measure(Pipeline(config), path) for path in clips}
+    pipeline = Pipeline(load_or_default(args.config))
+    report = {}
+    for path in clips:
+        pipeline.new_scene()
+        report[path.name] = measure(pipeline, path)
     print(json.dumps(report))
 
 

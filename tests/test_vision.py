@@ -19,6 +19,7 @@ from edge_agent.vision.classify import (
     FACE_API_MEANS_RGB,
     to_input,
 )
+from edge_agent.vision.detect.multiscale import MultiScaleDetector, pyramid
 from edge_agent.vision.pipeline import Pipeline
 
 Run = tuple[list[FrameResult], list[TrackEvent]]
@@ -217,8 +218,6 @@ def test_the_default_detector_on_a_stream_finds_far_faces_within_a_cycle_and_kee
 def test_a_photo_scan_runs_each_pyramid_job_once_with_the_enlarged_tiles() -> None:
     """On an empty frame (no box needs a second look) `scan` costs exactly its jobs: the
     whole frame, 6 tiles of 320, 35 of 128 and 99 of 80 px, none repeated."""
-    from edge_agent.vision.detect.multiscale import MultiScaleDetector, pyramid
-
     detector = Pipeline(Config()).detector
     assert isinstance(detector, MultiScaleDetector)
     before = detector.single.invokes
@@ -303,7 +302,8 @@ def test_emotion_views_of_the_manifest_are_averaged(media) -> None:
 
 def test_model_inputs_are_the_chips_in_rgb_less_the_means_and_scaled() -> None:
     """What each net was trained on: RGB from the BGR chips, less the channel means, over
-    255 (face-api) or 256 (dlib), one chip or a batch of them alike."""
+    255 (face-api) or 256 (dlib), one chip or a batch of them alike; a buffer it cannot
+    write in place is refused, not silently left unconverted."""
     rng = np.random.default_rng(0)
     for shape in ((112, 112, 3), (5, 64, 64, 3), (2, 32, 32, 3)):
         chips = rng.integers(0, 256, shape, dtype=np.uint8)
@@ -314,6 +314,36 @@ def test_model_inputs_are_the_chips_in_rgb_less_the_means_and_scaled() -> None:
             out = to_input(chips, transform, np.empty(shape, np.float32))
             expected = (chips[..., ::-1].astype(np.float32) - means) / scale
             np.testing.assert_allclose(out, expected, atol=1e-6)
+    strided = np.empty((4, 32, 32, 3), np.float32)[::2]  # a reshape would copy it
+    with pytest.raises(ValueError, match="contiguous"):
+        to_input(chips, DLIB_INPUT, strided)
+
+
+def test_a_mirrored_look_reads_the_same_chip_flipped(media) -> None:
+    """The mirrored look is the same chip, left for right, in the model's input."""
+    image = cv2.imread(str(media("single_face.jpg")))
+    pipeline = Pipeline(Config())
+    faces = pipeline.detector.scan(image)
+    rows = [(0, 0, False), (0, 0, True)]
+    batch, _ = pipeline.classifier._emotion_input(image, faces, rows)
+    np.testing.assert_array_equal(batch[1], batch[0][:, ::-1])
+
+
+def test_a_detector_that_forgets_answers_as_a_new_one(media) -> None:
+    """After `forget` (a new scene) the multi-scale detector gives the next frames the
+    boxes a new detector gives them; remembering the face, it would re-find it in a crop
+    around its old box instead, a slightly different box."""
+    source = open_path(media("WolfgangLanger_Pexels.mp4"))
+    frames = [frame.image for _, frame in zip(range(12), source.frames(), strict=False)]
+    source.close()
+    detector = Pipeline(Config()).detector
+    assert isinstance(detector, MultiScaleDetector)
+    for image in frames[:6]:
+        assert detector.detect(image)
+    detector.forget()
+    fresh = MultiScaleDetector(detector.single, scans_per_frame=detector.scans_per_frame)
+    for image in frames[6:]:
+        assert [f.box for f in detector.detect(image)] == [f.box for f in fresh.detect(image)]
 
 
 def test_a_blurred_face_reads_uncertain_and_the_check_can_be_turned_off(media) -> None:

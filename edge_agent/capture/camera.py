@@ -235,7 +235,8 @@ class Mailbox:
 
     `put` replaces an untaken frame and counts it as dropped; with `lossless` it waits for
     the slot to be taken instead, so a file read at full speed is decoded one frame ahead
-    while the pipeline works (bench: 107-120 → 121-141 fps against decoding on demand).
+    while the pipeline works (docs/performance.md: a sixth more frames a second in bench
+    than decoding on demand).
     `take` returns the newest frame, or None on timeout. A lossless frame's latency clock
     (`read_at`) starts when it is taken: a file has no moment of capture, and its wait in
     the slot is the pipeline being busy with the frame before.
