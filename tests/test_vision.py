@@ -319,10 +319,13 @@ def test_model_inputs_are_the_chips_in_rgb_less_the_means_and_scaled() -> None:
         to_input(chips, DLIB_INPUT, strided)
 
 
-def test_a_mirrored_look_reads_the_same_chip_flipped(media) -> None:
+@pytest.mark.parametrize("model", ["faceapi", "mini_xception"])
+def test_a_mirrored_look_reads_the_same_chip_flipped(media, model: str) -> None:
     """The mirrored look is the same chip, left for right, in the model's input."""
     image = cv2.imread(str(media("single_face.jpg")))
-    pipeline = Pipeline(Config())
+    config = Config()
+    config.classifier.emotion_model = model  # type: ignore[assignment]
+    pipeline = Pipeline(config)
     faces = pipeline.detector.scan(image)
     rows = [(0, 0, False), (0, 0, True)]
     batch, _ = pipeline.classifier._emotion_input(image, faces, rows)

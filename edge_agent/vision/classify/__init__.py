@@ -225,8 +225,9 @@ class FaceClassifier:
         batch = self._buffer("emotion_in", (len(rows), size, size, 1), np.float32)
         for out, (face, view, mirrored) in zip(batch, rows, strict=True):
             cv2.cvtColor(chips[face, view], cv2.COLOR_BGR2GRAY, dst=grey)
-            plane = grey[:, ::-1, None] if mirrored else grey[..., None]
-            np.multiply(plane, np.float32(2.0 / 255.0), out=out, casting="unsafe")
+            if mirrored:  # flipped in place, as the colour chips: numpy reads it contiguously
+                cv2.flip(grey, 1, dst=grey)
+            np.multiply(grey[..., None], np.float32(2.0 / 255.0), out=out, casting="unsafe")
         batch -= np.float32(1.0)
         return batch, chips
 
