@@ -301,6 +301,7 @@ def test_a_failed_pip_puts_the_previous_program_back_and_says_how_to_finish(targ
 def test_mqtt_listen_and_coral_in_a_root(target_root, tmp_path):
     from helpers.mqtt import Mosquitto
 
+    need("mosquitto_passwd")  # install.sh hashes the listener's password with it
     runtime = "/usr/local/lib/libedgetpu-own/libedgetpu.so.1"
     (target_root / runtime.lstrip("/")).parent.mkdir(parents=True)
     (target_root / runtime.lstrip("/")).write_bytes(b"\x7fELF")
