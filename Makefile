@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --progress-bar on -e '.[dev,demo]'
+	$(BIN)/python scripts/settle_page_cache.py $(VENV) models
 	@touch $(STAMP)
 
 test: setup lint
