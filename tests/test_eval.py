@@ -54,6 +54,38 @@ def test_eval_reports_every_measure_and_names_bad_lines(tmp_path: Path, media) -
     assert "Traceback" not in done.stderr
 
 
+def test_eval_scores_age_and_gender_against_what_analyze_reports(tmp_path: Path, media) -> None:
+    """Labels set off from the pipeline's own reading of each still by a known amount: the
+    mean absolute age error and the gender accuracy must come out as those offsets say."""
+    images = labelled_folder(tmp_path, media)
+    offsets = dict(zip(LABELLED_STILLS, (4.0, -6.0, 10.0, 0.0), strict=True))
+    rows = ["image,age,gender"]
+    for number, (name, offset) in enumerate(offsets.items()):
+        analysed = cli("analyze", str(images / name), "--json")
+        assert analysed.returncode == 0, analysed.stderr
+        faces = json.loads(analysed.stdout)["faces"]
+        face = max(faces, key=lambda f: f["box"][2] * f["box"][3])  # the one eval scores
+        gender = face["gender"]
+        if number == 0:  # one wrong gender label in four
+            gender = "female" if gender == "male" else "male"
+        rows.append(f"{name},{face['age'] + offset},{gender}")
+    rows.append("mountain.jpg,old,female")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("\n".join(rows) + "\n")
+    done = run_eval(str(labels), "--json")
+    assert done.returncode == 0, done.stderr
+    assert "labels.csv: line 6: age 'old' is not a number" in done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["images"] == 4 and summary["faces_found"] == 4
+    assert abs(summary["age_mae"] - 5.0) <= 0.01
+    assert summary["gender_accuracy"] == 0.75
+    assert "balanced_accuracy" not in summary  # no emotion column, no emotion measures
+    table = run_eval(str(labels))
+    assert table.returncode == 0, table.stderr
+    assert "mean absolute error 5.0 years" in table.stdout
+    assert "gender       accuracy 0.750" in table.stdout
+
+
 def test_eval_scores_boxes_as_recall_and_precision(tmp_path: Path, media) -> None:
     labelled_folder(tmp_path, media)
     labels = tmp_path / "labels.csv"
