@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import cv2
 from helpers.mqtt import Collector
 
 
@@ -47,6 +49,40 @@ def test_bench_json_summary_on_the_last_line(media, tmp_path) -> None:
     assert summary["frames_dropped"] == 0  # a file at full speed loses nothing
     assert summary["accelerator"] == "cpu"
     assert "fps" in done.stdout.splitlines()[1]  # the readable table comes first
+
+
+def test_bench_multiface_makes_its_clip_once_and_plays_it(media, tmp_path) -> None:
+    """The first `--multiface` makes the group clip (in a process of its own) from the two
+    samples it needs, caches it whole and benches it; the second plays the cached file."""
+    cache = tmp_path / "cache"
+    (cache / "samples").mkdir(parents=True)
+    for name in ("multi_face.jpg", "no_face.mp4"):
+        (cache / "samples" / name).write_bytes(media(name).read_bytes())
+    config = tmp_path / "bench.toml"
+    config.write_text("[mqtt]\nenabled = false\n")
+    command = [sys.executable, "-m", "edge_agent.cli", "bench", "--multiface", "--frames", "30"]
+    command += ["--json", "--config", str(config)]
+    env = {**os.environ, "EDGE_AGENT_CACHE": str(cache)}
+    first = subprocess.run(
+        command, capture_output=True, text=True, timeout=180, env=env, check=False
+    )
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout.splitlines()[-1])["frames"] == 30
+    clip = cache / "samples" / "group_640x480.mp4"
+    assert sorted(p.name for p in clip.parent.iterdir()) == sorted(
+        ["multi_face.jpg", "no_face.mp4", clip.name]  # no partial file left beside it
+    )
+    capture = cv2.VideoCapture(str(clip))
+    frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    ok, frame = capture.read()
+    capture.release()
+    assert ok and frame.shape == (480, 640, 3) and frames == 4 * 72
+    made = clip.stat().st_mtime_ns
+    second = subprocess.run(
+        command, capture_output=True, text=True, timeout=180, env=env, check=False
+    )
+    assert second.returncode == 0, second.stderr
+    assert clip.stat().st_mtime_ns == made
 
 
 def test_bench_refuses_zero_frames(tmp_path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -25,46 +26,65 @@ FRAMES_PER_SCALE = 72
 FPS = 24.0
 
 
+def multiface_clip_path() -> Path:
+    """Where the clip is cached (whether or not it has been made yet)."""
+    return cache_dir() / "samples" / NAME
+
+
 def multiface_clip() -> Path:
-    path = cache_dir() / "samples" / NAME
+    """The clip, made first if it is not cached yet."""
+    path = multiface_clip_path()
     if path.is_file():
         return path
     width, height = SIZE
     group = cv2.imread(str(sample("multi_face.jpg")))
-    backgrounds = []
-    capture = cv2.VideoCapture(str(sample("no_face.mp4")))
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        backgrounds.append(cv2.resize(frame, SIZE))
-    capture.release()
-    if group is None or not backgrounds:
+    if group is None:
         raise BadMediaError("the sample media for the multi-face clip cannot be decoded")
+    backgrounds = _looped_frames(sample("no_face.mp4"))
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".mp4", delete=False) as handle:
         partial = Path(handle.name)
     writer = cv2.VideoWriter(str(partial), cv2.VideoWriter.fourcc(*"mp4v"), FPS, SIZE)
-    index = 0
-    for segment, face_px in enumerate(FACE_WIDTHS):
-        scale = face_px / GROUP_FACE_PX
-        patch = cv2.resize(group, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        gh, gw = patch.shape[:2]
-        for k in range(FRAMES_PER_SCALE):
-            t = k / (FRAMES_PER_SCALE - 1)
-            x0 = (
-                round(-0.25 * gw + t * (width - 0.75 * gw))
-                if gw > 0.7 * width
-                else round(t * (width - gw))
-            )
-            y0 = round(
-                (height - gh) / 2 + 0.25 * (height - gh) * math.sin(2 * math.pi * t + segment)
-            )
-            frame = backgrounds[index % len(backgrounds)].copy()
-            x1, y1, x2, y2 = max(0, x0), max(0, y0), min(width, x0 + gw), min(height, y0 + gh)
-            frame[y1:y2, x1:x2] = patch[y1 - y0 : y2 - y0, x1 - x0 : x2 - x0]
-            writer.write(np.ascontiguousarray(frame))
-            index += 1
-    writer.release()
+    try:
+        for segment, face_px in enumerate(FACE_WIDTHS):
+            scale = face_px / GROUP_FACE_PX
+            patch = cv2.resize(group, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            gh, gw = patch.shape[:2]
+            for k in range(FRAMES_PER_SCALE):
+                t = k / (FRAMES_PER_SCALE - 1)
+                x0 = (
+                    round(-0.25 * gw + t * (width - 0.75 * gw))
+                    if gw > 0.7 * width
+                    else round(t * (width - gw))
+                )
+                y0 = round(
+                    (height - gh) / 2 + 0.25 * (height - gh) * math.sin(2 * math.pi * t + segment)
+                )
+                frame = next(backgrounds)
+                x1, y1, x2, y2 = max(0, x0), max(0, y0), min(width, x0 + gw), min(height, y0 + gh)
+                frame[y1:y2, x1:x2] = patch[y1 - y0 : y2 - y0, x1 - x0 : x2 - x0]
+                writer.write(np.ascontiguousarray(frame))
+    except BaseException:  # (a sample that cannot be decoded, or Ctrl-C): no partial clip
+        partial.unlink(missing_ok=True)
+        raise
+    finally:
+        writer.release()
     partial.replace(path)
     return path
+
+
+def _looped_frames(path: Path) -> Iterator[np.ndarray]:
+    """The clip's frames at SIZE, from the start again after the last, decoded as needed:
+    held all at once they were 110 MB, most of what a small Pi has to spare."""
+    while True:
+        capture = cv2.VideoCapture(str(path))
+        count = 0
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            count += 1
+            yield cv2.resize(frame, SIZE)
+        capture.release()
+        if not count:
+            raise BadMediaError("the sample media for the multi-face clip cannot be decoded")
