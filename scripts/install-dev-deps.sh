@@ -4,10 +4,11 @@
 # python3-systemd (systemd-python, as install.sh puts it on the Pi) for the notify test, gcc
 # (and libc6-dev) to build the fake Edge TPU delegates of the probe tests, chromium and
 # chromium-driver for the browser tests, screenshots and load benchmark (with
-# fonts-noto-color-emoji for the emotion glyphs). Installs only what is missing.
+# fonts-noto-color-emoji for the emotion glyphs), and util-linux-extra for fincore, which
+# checks that setup leaves its files out of the page cache. Installs only what is missing.
 set -euo pipefail
 packages=(make ca-certificates mosquitto systemd shellcheck python3-venv openssl python3-systemd
-    gcc libc6-dev chromium chromium-driver fonts-noto-color-emoji)
+    gcc libc6-dev chromium chromium-driver fonts-noto-color-emoji util-linux-extra)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

@@ -1,22 +1,36 @@
 """scripts/settle_page_cache.py, which `make setup` runs last: it must leave the files it was
-given out of the page cache (so the first run after setup maps them as any later run does)
-and refuse a folder that is not there rather than settle nothing in silence.
+given out of the page cache (so the first run after setup maps them as any later run does),
+pass over links, FIFOs and sockets without waiting on them, name a file it cannot settle
+without failing the setup, and refuse a folder that is not there.
 
-The files are written beside the checkout, on the filesystem the venv is on: a tmpfs keeps
-its pages whatever the advice, and /tmp may be one.
+The files are written in the checkout's venv, on the filesystem the script is for; a tmpfs
+keeps its pages whatever the advice, so there the first test skips.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import pytest
 from helpers import need
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "settle_page_cache.py"
+
+
+def settle(*folders: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *map(str, folders)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def resident_bytes(fincore: str, *files: Path) -> int:
@@ -29,9 +43,13 @@ def resident_bytes(fincore: str, *files: Path) -> int:
     return sum(int(line) for line in out.split())
 
 
-def test_written_files_leave_the_page_cache_and_links_are_not_followed() -> None:
+def test_written_files_leave_the_page_cache_and_nothing_else_is_touched() -> None:
     fincore = need("fincore")
-    with tempfile.TemporaryDirectory(dir=ROOT, prefix=".settle-test-") as folder:
+    beside = ROOT / ".venv" if (ROOT / ".venv").is_dir() else ROOT
+    kind = subprocess.run(["stat", "-f", "-c", "%T", str(beside)], capture_output=True, text=True)
+    if kind.stdout.strip() == "tmpfs":
+        pytest.skip(f"{beside} is on a tmpfs, which has no disk to drop pages to")
+    with tempfile.TemporaryDirectory(dir=beside, prefix="settle-test-") as folder:
         top = Path(folder, "lib.so")
         nested = Path(folder, "site-packages", "pkg", "data.bin")
         nested.parent.mkdir(parents=True)
@@ -39,25 +57,45 @@ def test_written_files_leave_the_page_cache_and_links_are_not_followed() -> None
         nested.write_bytes(b"\x01" * (1 << 20))
         Path(folder, "link").symlink_to(top)
         Path(folder, "dangling").symlink_to(Path(folder, "gone"))
-        assert resident_bytes(fincore, top, nested) >= 5 << 20, "just written, still cached"
+        os.mkfifo(Path(folder, "fifo"))  # opened blocking, this would hang the setup
+        with socket.socket(socket.AF_UNIX) as listening:
+            listening.bind(str(Path(folder, "socket")))
+            assert resident_bytes(fincore, top, nested) >= 5 << 20, "just written, cached"
 
-        done = subprocess.run(
-            [sys.executable, str(SCRIPT), folder], capture_output=True, text=True, check=False
-        )
+            done = settle(Path(folder))
 
         assert done.returncode == 0, done.stderr
+        assert done.stderr == ""
         assert done.stdout.strip() == "settled the page cache of 2 installed files"
         assert resident_bytes(fincore, top, nested) == 0
 
 
+def test_an_unreadable_file_is_named_and_the_rest_still_settled() -> None:
+    """Run as an unprivileged user (root reads a file of mode 000 all the same), with
+    Debian's own python3, which that user can reach."""
+    command = [sys.executable, str(SCRIPT)]
+    if os.geteuid() == 0:
+        setpriv = need("setpriv")
+        command = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+        command += ["/usr/bin/python3", str(SCRIPT)]
+    with tempfile.TemporaryDirectory(prefix="settle-test-") as folder:
+        Path(folder).chmod(0o755)
+        locked = Path(folder, "locked.bin")
+        locked.write_bytes(b"x")
+        locked.chmod(0)
+        Path(folder, "open.bin").write_bytes(b"y")
+        Path(folder, "open.bin").chmod(0o644)
+        done = subprocess.run(
+            [*command, folder], capture_output=True, text=True, timeout=60, check=False
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == f"settle_page_cache.py: {locked}: Permission denied; left cached\n"
+    assert done.stdout.strip() == "settled the page cache of 1 installed files"
+
+
 def test_a_missing_folder_is_one_line_and_exit_2(tmp_path: Path) -> None:
     missing = tmp_path / "no-venv"
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path), str(missing)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = settle(tmp_path, missing)
     assert done.returncode == 2
     assert done.stderr == f"settle_page_cache.py: {missing} is not a directory\n"
     assert done.stdout == ""
