@@ -64,7 +64,7 @@ def test_eval_scores_age_and_gender_against_what_analyze_reports(tmp_path: Path,
         analysed = cli("analyze", str(images / name), "--json")
         assert analysed.returncode == 0, analysed.stderr
         faces = json.loads(analysed.stdout)["faces"]
-        face = max(faces, key=lambda f: f["box"][2] * f["box"][3])  # the one eval scores
+        face = max(faces, key=lambda f: f["box"][2] * f["box"][3])  # the largest, as eval
         gender = face["gender"]
         if number == 0:  # one wrong gender label in four
             gender = "female" if gender == "male" else "male"
@@ -84,6 +84,7 @@ def test_eval_scores_age_and_gender_against_what_analyze_reports(tmp_path: Path,
     assert table.returncode == 0, table.stderr
     assert "mean absolute error 5.0 years" in table.stdout
     assert "gender       accuracy 0.750" in table.stdout
+    assert "Traceback" not in done.stderr + table.stderr
 
 
 def test_eval_scores_boxes_as_recall_and_precision(tmp_path: Path, media) -> None:
