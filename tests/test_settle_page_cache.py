@@ -71,22 +71,28 @@ def test_written_files_leave_the_page_cache_and_nothing_else_is_touched() -> Non
 
 
 def test_an_unreadable_file_is_named_and_the_rest_still_settled() -> None:
-    """Run as an unprivileged user (root reads a file of mode 000 all the same), with
-    Debian's own python3, which that user can reach."""
-    command = [sys.executable, str(SCRIPT)]
-    if os.geteuid() == 0:
-        setpriv = need("setpriv")
-        command = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
-        command += ["/usr/bin/python3", str(SCRIPT)]
-    with tempfile.TemporaryDirectory(prefix="settle-test-") as folder:
-        Path(folder).chmod(0o755)
-        locked = Path(folder, "locked.bin")
+    """Run as an unprivileged user where the suite runs as root (root reads a file of mode
+    000 all the same): a copy of the script in /tmp, by Debian's own python3, since that
+    user may not reach the checkout or this venv's interpreter."""
+    with tempfile.TemporaryDirectory(dir="/tmp", prefix="settle-test-") as outer:
+        Path(outer).chmod(0o755)
+        script = Path(outer, SCRIPT.name)
+        script.write_bytes(SCRIPT.read_bytes())
+        script.chmod(0o644)
+        command = [sys.executable, str(script)]
+        if os.geteuid() == 0:
+            setpriv = need("setpriv")
+            command = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+            command += ["/usr/bin/python3", str(script)]
+        folder = Path(outer, "venv")
+        folder.mkdir(mode=0o755)
+        locked = folder / "locked.bin"
         locked.write_bytes(b"x")
         locked.chmod(0)
-        Path(folder, "open.bin").write_bytes(b"y")
-        Path(folder, "open.bin").chmod(0o644)
+        (folder / "open.bin").write_bytes(b"y")
+        (folder / "open.bin").chmod(0o644)
         done = subprocess.run(
-            [*command, folder], capture_output=True, text=True, timeout=60, check=False
+            [*command, str(folder)], capture_output=True, text=True, timeout=60, check=False
         )
     assert done.returncode == 0, done.stderr
     assert done.stderr == f"settle_page_cache.py: {locked}: Permission denied; left cached\n"
