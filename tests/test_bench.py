@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import cv2
+from helpers import cli
 from helpers.mqtt import Collector
 
 
@@ -60,12 +60,9 @@ def test_bench_multiface_makes_its_clip_once_and_plays_it(media, tmp_path) -> No
         (cache / "samples" / name).write_bytes(media(name).read_bytes())
     config = tmp_path / "bench.toml"
     config.write_text("[mqtt]\nenabled = false\n")
-    command = [sys.executable, "-m", "edge_agent.cli", "bench", "--multiface", "--frames", "30"]
-    command += ["--json", "--config", str(config)]
-    env = {**os.environ, "EDGE_AGENT_CACHE": str(cache)}
-    first = subprocess.run(
-        command, capture_output=True, text=True, timeout=180, env=env, check=False
-    )
+    command = ["bench", "--multiface", "--frames", "30", "--json", "--config", str(config)]
+    env = {"EDGE_AGENT_CACHE": str(cache)}
+    first = cli(*command, timeout=180, env=env)
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout.splitlines()[-1])["frames"] == 30
     clip = cache / "samples" / "group_640x480.mp4"
@@ -78,9 +75,7 @@ def test_bench_multiface_makes_its_clip_once_and_plays_it(media, tmp_path) -> No
     capture.release()
     assert ok and frame.shape == (480, 640, 3) and frames == 4 * 72
     made = clip.stat().st_mtime_ns
-    second = subprocess.run(
-        command, capture_output=True, text=True, timeout=180, env=env, check=False
-    )
+    second = cli(*command, timeout=180, env=env)
     assert second.returncode == 0, second.stderr
     assert clip.stat().st_mtime_ns == made
 
